@@ -1,0 +1,1 @@
+"""Event-driven containment of synthetic-dataset leaks on Azure."""

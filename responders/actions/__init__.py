@@ -1,0 +1,41 @@
+"""Action catalogue: each containment step registered by its dotted name (Cloud Custodian style)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from responders.actions.identity import DisableServicePrincipal
+from responders.actions.storage import (
+    DisablePublicAccess,
+    MakeContainerPrivate,
+    RegenerateKey,
+    RevokeUserDelegationKeys,
+)
+
+if TYPE_CHECKING:
+    from responders.clients import Clients
+    from responders.core.model import Action
+
+
+class Handler(Protocol):
+    """Read the target's state, tell whether it is already contained, and apply the change."""
+
+    kind: str
+
+    def read(self, clients: Clients, action: Action) -> dict[str, Any]: ...
+
+    def done(self, state: dict[str, Any], action: Action, since: str) -> bool: ...
+
+    def apply(self, clients: Clients, action: Action) -> None: ...
+
+
+HANDLERS: dict[str, Handler] = {
+    h.kind: h
+    for h in (
+        DisablePublicAccess(),
+        MakeContainerPrivate(),
+        RegenerateKey(),
+        RevokeUserDelegationKeys(),
+        DisableServicePrincipal(),
+    )
+}

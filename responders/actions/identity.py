@@ -1,0 +1,90 @@
+"""Identity adapter (msgraph-sdk): read and disable service principals by immutable object id.
+
+Disabling (accountEnabled=false) is reversible and stops new tokens; tokens already issued stay
+valid until they expire (60-90 minutes), which the report tells the human.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from responders.core.model import Action, PrincipalFacts
+
+if TYPE_CHECKING:
+    from responders.clients import Clients
+
+SELECT = ["id", "appId", "displayName", "accountEnabled"]
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return getattr(exc, "response_status_code", None) == 404
+
+
+def read_principal(clients: Clients, object_id: str) -> PrincipalFacts:
+    """GET /servicePrincipals/{id}; 404 means the id is not a service principal (maybe a user)."""
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph.generated.service_principals.item.service_principal_item_request_builder import (
+        ServicePrincipalItemRequestBuilder,
+    )
+
+    params = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(select=SELECT)
+    config = RequestConfiguration(query_parameters=params)
+    try:
+        sp = clients.run_graph(lambda g: g.service_principals.by_service_principal_id(object_id).get(config))
+    except Exception as exc:
+        if _is_not_found(exc):
+            return PrincipalFacts(object_id=object_id, found=False, error="not a service principal (404)")
+        raise
+    return PrincipalFacts(
+        object_id=object_id,
+        app_id=str(sp.app_id or "").lower(),
+        display_name=str(sp.display_name or ""),
+        account_enabled=sp.account_enabled is not False,
+    )
+
+
+def principals_for_app(clients: Clients, app_id: str) -> list[PrincipalFacts]:
+    """Resolve an application (client) id to its service principal in this tenant."""
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph.generated.service_principals.service_principals_request_builder import (
+        ServicePrincipalsRequestBuilder,
+    )
+
+    params = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
+        filter=f"appId eq '{app_id}'", select=SELECT
+    )
+    result = clients.run_graph(
+        lambda g: g.service_principals.get(RequestConfiguration(query_parameters=params))
+    )
+    return [
+        PrincipalFacts(object_id=str(sp.id).lower(), app_id=str(sp.app_id or "").lower(),
+                       display_name=str(sp.display_name or ""), account_enabled=sp.account_enabled is not False)
+        for sp in (result.value or [])
+    ]
+
+
+class DisableServicePrincipal:
+    """PATCH accountEnabled=false on the service principal."""
+
+    kind = "identity.disable_service_principal"
+
+    def read(self, clients: Clients, action: Action) -> dict[str, Any]:
+        facts = read_principal(clients, action.target)
+        return {"found": facts.found, "accountEnabled": facts.account_enabled if facts.found else None,
+                "appId": facts.app_id, "displayName": facts.display_name}
+
+    def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
+        return state.get("accountEnabled") is False
+
+    def apply(self, clients: Clients, action: Action) -> None:
+        self._set(clients, action.target, enabled=False)
+
+    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> None:
+        self._set(clients, action.target, enabled=before.get("accountEnabled") is not False)
+
+    @staticmethod
+    def _set(clients: Clients, object_id: str, *, enabled: bool) -> None:
+        from msgraph.generated.models.service_principal import ServicePrincipal
+
+        body = ServicePrincipal(account_enabled=enabled)
+        clients.run_graph(lambda g: g.service_principals.by_service_principal_id(object_id).patch(body))

@@ -1,0 +1,182 @@
+"""Command line: replay captured events, run the simulated tenant, inspect and restore incidents.
+
+    python -m responders replay PATH... [--execute] [--format json] [--target URL]
+    python -m responders simulator --tenant samples/tenant.json
+    python -m responders ledger [INCIDENT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from responders.standins import ROOT
+
+WRITE_METHODS = ("PUT", "PATCH", "POST", "DELETE")
+READ_POSTS = ("/query", "/alerts", "/entities")
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def iter_event_files(paths: Sequence[str]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
+        elif path.is_file():
+            yield path
+        else:
+            raise CliError(f"{raw}: no such file or directory")
+
+
+def load_items(path: Path) -> tuple[list[Any], bytes]:
+    """Items of a capture file; a file that is not JSON yields no items and its raw bytes."""
+    raw = path.read_bytes()
+    try:
+        decoded = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return [], raw
+    return (decoded if isinstance(decoded, list) else [decoded]), raw
+
+
+def count_calls(requests: list[dict[str, Any]]) -> dict[str, int]:
+    """Reads and writes the simulated tenant saw (token requests are neither)."""
+    calls = {"read": 0, "write": 0}
+    for r in requests:
+        path = str(r.get("path", ""))
+        if path.startswith("/msi/"):
+            continue
+        method = str(r.get("method", "")).upper()
+        is_write = method in WRITE_METHODS and not (method == "POST" and path.endswith(READ_POSTS))
+        calls["write" if is_write else "read"] += 1
+    return calls
+
+
+def _table(results: list[dict[str, Any]], out: TextIO) -> None:
+    for r in results:
+        head = f"{r['file']}: {r.get('status', '?').upper()}"
+        if r.get("error"):
+            out.write(f"{head}  rejected: {r['error']}\n\n")
+            continue
+        v = r["verdict"]
+        out.write(f"{head}  leak={'yes' if v['leak'] else 'no'} severity={v['severity']} "
+                  f"incident={r['incident']}\n")
+        for reason in v["reasons"]:
+            out.write(f"    why: {reason}\n")
+        for finding in v["findings"]:
+            out.write(f"    finding: {finding}\n")
+        by_key = {(o["kind"], o["target"], json.dumps(o["params"], sort_keys=True)): o for o in r["outcomes"]}
+        for action in r["plan"]:
+            o = by_key.get((action["kind"], action["target"], json.dumps(action["params"], sort_keys=True)), {})
+            target = action["target"].rsplit("/", 1)[-1]
+            params = " ".join(f"{k}={v}" for k, v in action["params"].items())
+            status = o.get("status", "planned")
+            err = f" ({o['error']})" if o.get("error") else ""
+            out.write(f"    {status:<18} {action['kind']:<38} {target} {params}{err}\n")
+        for skip in r["skipped"]:
+            out.write(f"    skipped            {skip['what'].rsplit('/', 1)[-1]}: {skip['why']}\n")
+        out.write("\n")
+
+
+def _summary(results: list[dict[str, Any]], calls: dict[str, int]) -> dict[str, Any]:
+    actions: Counter[str] = Counter()
+    for r in results:
+        for o in r.get("outcomes", []):
+            if o["status"] in ("contained", "dry-run", "already-contained", "pending-approval"):
+                actions[o["kind"]] += 1
+    return {
+        "events": len(results),
+        "leaks": sum(1 for r in results if r.get("verdict", {}).get("leak")),
+        "rejected": sum(1 for r in results if r.get("error")),
+        "actions": dict(sorted(actions.items())),
+        "calls": calls,
+    }
+
+
+def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    from responders.replay import Replayer
+
+    files = list(iter_event_files(args.paths))
+    if not files:
+        raise CliError("no .json capture files found")
+    with Replayer.start(execute=args.execute, target=args.target, policy_file=args.policy,
+                        tenant=args.tenant) as replayer:
+        results = []
+        for path in files:
+            for _ in range(args.repeat):
+                results.extend(replayer.replay_file(path))
+        calls = replayer.calls()
+        if args.format == "json":
+            for r in results:
+                out.write(json.dumps(r, sort_keys=True) + "\n")
+            out.write(json.dumps(_summary(results, calls), sort_keys=True) + "\n")
+        else:
+            _table(results, out)
+            s = _summary(results, calls)
+            mode = "EXECUTED" if args.execute else "DRY-RUN (nothing changed; add --execute)"
+            out.write(f"{mode}: {s['events']} events, {s['leaks']} leaks, {s['rejected']} rejected; "
+                      f"actions {s['actions']}; tenant calls {calls}\n")
+            if args.execute:
+                replayer.print_evidence(out)
+    return 0
+
+
+def cmd_simulator(args: argparse.Namespace, out: TextIO) -> int:
+    from responders.simulator.server import main as sim_main
+
+    argv = ["--tenant", args.tenant, "--host", args.host, "--port", str(args.port)]
+    if args.cert_dir:
+        argv += ["--cert-dir", args.cert_dir]
+    return sim_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m responders", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    replay = sub.add_parser("replay", help="run captured events through the registered functions")
+    replay.add_argument("paths", nargs="+", help="capture files or folders of .json files")
+    replay.add_argument("--execute", action="store_true", help="act (default: dry-run, nothing changes)")
+    replay.add_argument("--format", choices=("table", "json"), default="table")
+    replay.add_argument("--target", help="post to a running Functions host, e.g. http://localhost:7071")
+    replay.add_argument("--policy", default=str(ROOT / "samples" / "policy.yaml"), help="policy file")
+    replay.add_argument("--tenant", default=str(ROOT / "samples" / "tenant.json"),
+                        help="tenant seed for the simulator started when no endpoints are set")
+    replay.add_argument("--repeat", type=int, default=1, help="deliver each event N times (at-least-once)")
+    replay.set_defaults(func=cmd_replay)
+    sim = sub.add_parser("simulator", help="serve the simulated tenant over HTTPS on loopback")
+    sim.add_argument("--tenant", default=str(ROOT / "samples" / "tenant.json"))
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8443)
+    sim.add_argument("--cert-dir", default="")
+    sim.set_defaults(func=cmd_simulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, out))
+    except CliError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except Exception as exc:  # a clear message, never a traceback
+        from responders.execute import describe
+
+        sys.stderr.write(f"error: {describe(exc)}\n")
+        if os.environ.get("RESPONDER_DEBUG"):
+            raise
+        return 1
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()

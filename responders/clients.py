@@ -1,0 +1,145 @@
+"""The only place that builds credentials and SDK clients; SDKs are imported on first use (cold start)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlparse
+
+from responders.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.data.tables import TableClient
+    from azure.mgmt.storage import StorageManagementClient
+    from azure.monitor.query import LogsQueryClient
+    from msgraph import GraphServiceClient
+
+T = TypeVar("T")
+ARM_RETRY = {"retry_total": 3, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
+
+
+class Clients:
+    """Lazily built, cached SDK clients pointed at the endpoints in Settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._credential: TokenCredential | None = None
+        self._storage: dict[str, StorageManagementClient] = {}
+        self._table: TableClient | None = None
+        self._logs: LogsQueryClient | None = None
+        self._graph: GraphServiceClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def credential(self) -> TokenCredential:
+        """DefaultAzureCredential; AZURE_TOKEN_CREDENTIALS narrows the chain (managed identity only)."""
+        with self._lock:
+            if self._credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                self._credential = DefaultAzureCredential()
+            return self._credential
+
+    def storage(self, subscription: str) -> StorageManagementClient:
+        with self._lock:
+            client = self._storage.get(subscription)
+        if client is None:
+            from azure.mgmt.storage import StorageManagementClient
+
+            client = StorageManagementClient(
+                self.credential, subscription, base_url=self.settings.arm_endpoint, **ARM_RETRY
+            )
+            with self._lock:
+                client = self._storage.setdefault(subscription, client)
+        return client
+
+    def table(self) -> TableClient:
+        with self._lock:
+            if self._table is None:
+                from azure.data.tables import TableClient
+
+                conn = self.settings.ledger_connection_string
+                if conn:
+                    self._table = TableClient.from_connection_string(conn, self.settings.ledger_table)
+                else:
+                    self._table = TableClient(
+                        self.settings.ledger_endpoint, self.settings.ledger_table, credential=self.credential
+                    )
+            return self._table
+
+    def logs(self) -> LogsQueryClient:
+        with self._lock:
+            if self._logs is None:
+                from azure.monitor.query import LogsQueryClient
+
+                self._logs = LogsQueryClient(
+                    self.credential,
+                    endpoint=self.settings.logs_endpoint,
+                    audience="https://api.loganalytics.io",
+                )
+            return self._logs
+
+    def _graph_loop(self) -> asyncio.AbstractEventLoop:
+        """msgraph-sdk is async; one private loop thread serves every caller thread."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="graph-loop", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def graph(self) -> GraphServiceClient:
+        with self._lock:
+            if self._graph is None:
+                from kiota_authentication_azure.azure_identity_authentication_provider import (
+                    AzureIdentityAuthenticationProvider,
+                )
+                from msgraph import GraphRequestAdapter, GraphServiceClient
+                from msgraph_core import GraphClientFactory
+
+                host = urlparse(self.settings.graph_endpoint).hostname or "graph.microsoft.com"
+                auth = AzureIdentityAuthenticationProvider(
+                    self._credential_unlocked(),
+                    scopes=["https://graph.microsoft.com/.default"],
+                    allowed_hosts=[host],
+                )
+                adapter = GraphRequestAdapter(auth, client=GraphClientFactory.create_with_default_middleware())
+                adapter.base_url = self.settings.graph_endpoint
+                self._graph = GraphServiceClient(request_adapter=adapter)
+            return self._graph
+
+    def _credential_unlocked(self) -> TokenCredential:
+        if self._credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            self._credential = DefaultAzureCredential()
+        return self._credential
+
+    def run_graph(self, make: Any) -> Any:
+        """Run `make(client)` (a coroutine factory) on the Graph loop and wait for its result."""
+        client = self.graph()
+        coro: Coroutine[Any, Any, Any] = make(client)
+        return asyncio.run_coroutine_threadsafe(coro, self._graph_loop()).result(timeout=120)
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._storage.values():
+                client.close()
+            self._storage.clear()
+            if self._table is not None:
+                self._table.close()
+                self._table = None
+            if self._logs is not None:
+                self._logs.close()
+                self._logs = None
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._loop = None
+            self._graph = None
+            if self._credential is not None and hasattr(self._credential, "close"):
+                self._credential.close()
+                self._credential = None

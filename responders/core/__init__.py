@@ -1,0 +1,1 @@
+"""Pure core: parse, classify, plan. No Azure SDK imports, no I/O, the clock is an argument."""

@@ -1,0 +1,153 @@
+"""(Signal, Facts, Policy) -> Verdict. Each rule is a small pure predicate whose reasons an auditor can read."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from responders.core.model import AccountFacts, Facts, Signal, SignalKind, Verdict
+from responders.core.policy import Policy
+
+SEVERITIES = ("none", "low", "medium", "high", "critical")
+EXPOSURE_KINDS = (SignalKind.PUBLIC_ACCESS_CHANGED, SignalKind.BLOB_CREATED)
+CREDENTIAL_KINDS = (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY)
+
+
+def _matches(labels: Mapping[str, str], wanted: Mapping[str, tuple[str, ...]]) -> list[str]:
+    lowered = {str(k).lower(): str(v).lower() for k, v in labels.items()}
+    return [f"{k}={lowered[k]}" for k, values in wanted.items() if lowered.get(k) in values]
+
+
+def synthetic_marks(account: AccountFacts, policy: Policy, containers: tuple[str, ...] = (),
+                    blob: str = "") -> list[str]:
+    """Why we believe this account holds synthetic data; empty when nothing marks it."""
+    marks = [f"account tag {m}" for m in _matches(account.tags, policy.synthetic_tags)]
+    for c in account.containers:
+        if not containers or c.name in containers:
+            marks += [f"container {c.name} metadata {m}" for m in _matches(c.metadata, policy.synthetic_metadata)]
+    name = account.id.rsplit("/", 1)[-1]
+    for pattern in policy.name_patterns:
+        for candidate in (name, *containers, blob):
+            if candidate and re.search(pattern, candidate, re.IGNORECASE):
+                marks.append(f"name {candidate!r} matches pattern {pattern!r}")
+    return marks
+
+
+def provenance_severity(account: AccountFacts, policy: Policy, base: str) -> tuple[str, list[str]]:
+    """Raise severity for high-fidelity synthetic data derived from personal data without a guarantee."""
+    tags = {str(k).lower(): str(v).lower() for k, v in account.tags.items()}
+    sensitivity = tags.get(policy.sensitivity_tag, "")
+    guarantee = tags.get(policy.guarantee_tag, "")
+    fidelity = tags.get(policy.fidelity_tag, "")
+    level = SEVERITIES.index(base)
+    why: list[str] = []
+    if sensitivity in policy.sensitive_sources:
+        level += 1
+        why.append(f"derived from {sensitivity} data")
+        if guarantee in ("", "none"):
+            level += 1
+            why.append("no privacy guarantee recorded")
+        if fidelity == "high":
+            why.append("high fidelity: re-identification risk close to the source data")
+    return SEVERITIES[min(level, len(SEVERITIES) - 1)], why
+
+
+def _exposure(account: AccountFacts) -> str:
+    if not account.account_public_allowed:
+        return ""
+    public = account.public_containers
+    if not public:
+        return ""
+    listed = ", ".join(f"{c.name} ({c.public_access})" for c in public)
+    return f"publicly readable: account allows public blob access and containers {listed} are public"
+
+
+def _credential_reason(signal: Signal) -> str:
+    who = signal.caller.object_id or signal.caller.name or "an unknown caller"
+    what = {
+        SignalKind.KEYS_LISTED: "account keys were listed",
+        SignalKind.SAS_LISTED: "a SAS was generated from the account keys",
+        SignalKind.USER_DELEGATION_KEY: "a user-delegation key (for user-delegation SAS) was generated",
+    }[signal.kind]
+    kind = f" ({signal.caller.principal_type})" if signal.caller.principal_type else ""
+    return f"{what} by {who}{kind}"
+
+
+def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
+    """Decide whether the signal is a synthetic-data leak; every branch says why."""
+    if signal.kind is SignalKind.OTHER:
+        return Verdict(False, "none", 1.0, signal.notes or ("not a signal this responder handles",))
+    caller = signal.caller.object_id.lower()
+    if caller and caller in policy.responder_object_ids:
+        return Verdict(False, "none", 1.0, ("caused by the responder's own identity (echo of containment)",))
+
+    reasons: list[str] = []
+    findings: list[str] = []
+    blocked: dict[str, str] = {}
+    synthetic: list[str] = []
+    severity = "none"
+    exposed = False
+    for account_id in signal.accounts:
+        account = facts.accounts.get(account_id)
+        if account is None or not account.found:
+            findings.append(f"{account_id}: not found ({account.error if account else 'not read'})")
+            continue
+        containers = tuple(c for a, c in signal.containers if a == account_id)
+        marks = synthetic_marks(account, policy, containers, signal.blob)
+        if not marks:
+            findings.append(f"{account_id}: no synthetic-data marker (tags, metadata or name pattern)")
+            continue
+        synthetic.append(account_id)
+        reasons.append(f"{account_id}: synthetic data ({'; '.join(marks)})")
+        if not _matches(account.tags, policy.synthetic_tags) and signal.kind is SignalKind.BLOB_CREATED:
+            findings.append(f"{account_id}: synthetic data landed in an account not classified for it")
+        base = "medium"
+        if signal.kind in EXPOSURE_KINDS:
+            why = _exposure(account)
+            if why:
+                exposed = True
+                base = "high"
+                reasons.append(f"{account_id}: {why}")
+            elif account.account_public_allowed:
+                exposed = True
+                reasons.append(f"{account_id}: account allows public blob access (no container public yet)")
+            else:
+                findings.append(f"{account_id}: not publicly readable; nothing to contain")
+        elif signal.kind in CREDENTIAL_KINDS:
+            exposed = True
+            base = "high" if signal.kind is not SignalKind.USER_DELEGATION_KEY else "medium"
+            reasons.append(f"{account_id}: {_credential_reason(signal)}")
+        else:
+            exposed = True
+            label = "manual containment requested" if signal.kind is SignalKind.MANUAL else (
+                f"alert names it: {signal.title or signal.subject}")
+            reasons.append(f"{account_id}: {label}")
+            if _exposure(account):
+                base = "high"
+                reasons.append(f"{account_id}: {_exposure(account)}")
+        level, why = provenance_severity(account, policy, base)
+        if why:
+            reasons.append(f"{account_id}: severity {level}: {', '.join(why)}")
+        if SEVERITIES.index(level) > SEVERITIES.index(severity):
+            severity = level
+        exempt = next((str(v) for k, v in account.tags.items() if k.lower() == policy.exempt_tag), "")
+        if exempt.lower() == "true":
+            note = next((str(v) for k, v in account.tags.items() if k.lower() == policy.exempt_tag + "-reason"), "")
+            blocked[account_id] = f"exempt by tag {policy.exempt_tag}=true" + (f" ({note})" if note else "")
+        elif not policy.in_scope(account_id):
+            blocked[account_id] = "outside the allowed scopes of the policy"
+
+    principals_only = not signal.accounts and (signal.principals or signal.apps)
+    if principals_only and signal.kind in (SignalKind.MANUAL, SignalKind.ALERT):
+        exposed = True
+        severity = "medium"
+        reasons.append("manual request to disable a service principal" if signal.kind is SignalKind.MANUAL
+                       else "alert names application identities but no storage account")
+
+    if not exposed:
+        if not reasons:
+            reasons.append("no synthetic-data resource is at risk")
+        return Verdict(False, "none", 0.9, tuple(reasons), tuple(findings), tuple(synthetic), blocked)
+    confidence = 0.9 if any("account tag" in r or "metadata" in r for r in reasons) else 0.6
+    return Verdict(True, severity if severity != "none" else "medium", confidence, tuple(reasons),
+                   tuple(findings), tuple(synthetic), blocked)

@@ -1,0 +1,161 @@
+"""Frozen value types that flow through the pipeline; plain data so every stage stays testable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class SignalKind(StrEnum):
+    """What a trigger reported, reduced to the risks this product contains."""
+
+    PUBLIC_ACCESS_CHANGED = "public-access-changed"
+    KEYS_LISTED = "keys-listed"
+    SAS_LISTED = "sas-listed"
+    USER_DELEGATION_KEY = "user-delegation-key"
+    BLOB_CREATED = "blob-created"
+    ALERT = "alert"
+    MANUAL = "manual"
+    OTHER = "other"
+
+
+class BadInput(ValueError):
+    """Input that can never be processed; the reason is safe to show to the caller."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who caused the change, by immutable ids only (display names are for humans)."""
+
+    object_id: str = ""
+    app_id: str = ""
+    ip: str = ""
+    principal_type: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One risky change or alert, independent of the schema it arrived in."""
+
+    id: str
+    source: str
+    kind: SignalKind
+    event_type: str
+    operation: str = ""
+    occurred_at: str = ""
+    subject: str = ""
+    accounts: tuple[str, ...] = ()
+    containers: tuple[tuple[str, str], ...] = ()
+    blob: str = ""
+    caller: Caller = field(default_factory=Caller)
+    principals: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    incident_id: str = ""
+    title: str = ""
+    requested_actions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """A container's exposure and labels as read from Resource Manager."""
+
+    name: str
+    public_access: str = "None"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    """A storage account as read before acting; `allow_blob_public_access` None means allowed."""
+
+    id: str
+    found: bool = True
+    tags: Mapping[str, str] = field(default_factory=dict)
+    allow_blob_public_access: bool | None = None
+    key_creation_time: Mapping[str, str] = field(default_factory=dict)
+    containers: tuple[ContainerFacts, ...] = ()
+    error: str = ""
+
+    @property
+    def account_public_allowed(self) -> bool:
+        return self.allow_blob_public_access is not False
+
+    @property
+    def public_containers(self) -> tuple[ContainerFacts, ...]:
+        return tuple(c for c in self.containers if c.public_access.lower() != "none")
+
+
+@dataclass(frozen=True)
+class PrincipalFacts:
+    """A service principal as read from Microsoft Graph."""
+
+    object_id: str
+    found: bool = True
+    app_id: str = ""
+    display_name: str = ""
+    account_enabled: bool = True
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Current state of everything a signal names, read once before classifying."""
+
+    accounts: Mapping[str, AccountFacts] = field(default_factory=dict)
+    principals: Mapping[str, PrincipalFacts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Is this a synthetic-data leak, how bad, and why; reasons are written for auditors."""
+
+    leak: bool
+    severity: str
+    confidence: float
+    reasons: tuple[str, ...]
+    findings: tuple[str, ...] = ()
+    synthetic_accounts: tuple[str, ...] = ()
+    blocked: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One idempotent containment step; `key` is deterministic so a redelivery finds it."""
+
+    kind: str
+    target: str
+    key: str
+    reason: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    after: tuple[str, ...] = ()
+    mode: str = "auto"
+    reversible: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What will be done about one signal: data, so dry-run can show it and execute can run it."""
+
+    incident: str
+    signal: Signal
+    verdict: Verdict
+    actions: tuple[Action, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one action, with the state observed before and after."""
+
+    action: Action
+    status: str
+    before: Mapping[str, Any] = field(default_factory=dict)
+    after: Mapping[str, Any] = field(default_factory=dict)
+    error: str = ""
+    acted_at: str = ""
+    verified_at: str = ""

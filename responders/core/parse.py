@@ -1,0 +1,406 @@
+"""Raw payloads -> Signals. Pure and strict: anything we cannot trust is rejected with a reason."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from responders.core.arm import parse_storage_id
+from responders.core.model import BadInput, Caller, Signal, SignalKind
+
+MAX_ID = 256
+MAX_TEXT = 4096
+MAX_ENTITIES = 500
+OID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+OPERATIONS: Mapping[str, SignalKind] = {
+    "microsoft.storage/storageaccounts/write": SignalKind.PUBLIC_ACCESS_CHANGED,
+    "microsoft.storage/storageaccounts/blobservices/containers/write": SignalKind.PUBLIC_ACCESS_CHANGED,
+    "microsoft.storage/storageaccounts/listkeys/action": SignalKind.KEYS_LISTED,
+    "microsoft.storage/storageaccounts/listaccountsas/action": SignalKind.SAS_LISTED,
+    "microsoft.storage/storageaccounts/listservicesas/action": SignalKind.SAS_LISTED,
+    "microsoft.storage/storageaccounts/blobservices/generateuserdelegationkey/action": (
+        SignalKind.USER_DELEGATION_KEY
+    ),
+}
+RESOURCE_EVENTS = ("microsoft.resources.resourcewritesuccess", "microsoft.resources.resourceactionsuccess")
+BLOB_CREATED = "microsoft.storage.blobcreated"
+VALIDATION = "microsoft.eventgrid.subscriptionvalidationevent"
+
+
+def is_guid(value: object) -> bool:
+    return isinstance(value, str) and bool(_GUID.match(value))
+
+
+def _text(obj: Mapping[str, Any], key: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
+    value = obj.get(key)
+    if value is None or value == "":
+        if required:
+            raise BadInput(f"missing required field {key!r}")
+        return ""
+    if not isinstance(value, str):
+        raise BadInput(f"field {key!r} must be a string")
+    if len(value) > limit:
+        raise BadInput(f"field {key!r} is longer than {limit} characters")
+    return value
+
+
+def _mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadInput(f"field {key!r} must be an object")
+    return value
+
+
+def incident_key(source_id: str) -> str:
+    """Deterministic incident key: the same event, however often delivered, maps to one incident."""
+    return "inc-" + hashlib.sha256(source_id.lower().encode()).hexdigest()[:24]
+
+
+def detect_schema(item: Mapping[str, Any]) -> str:
+    """Name the schema of one item, so the right parser sees it and the wrong ones never do."""
+    if "specversion" in item:
+        return "cloudevents"
+    if "eventType" in item:
+        return "eventgrid"
+    if item.get("schemaId") == "azureMonitorCommonAlertSchema":
+        return "monitor-alert"
+    obj = item.get("object")
+    if isinstance(obj, Mapping) and "/providers/microsoft.securityinsights/incidents/" in str(
+        obj.get("id", "")
+    ).lower():
+        return "sentinel-incident"
+    if "SystemAlertId" in item or "AlertDisplayName" in item or "AlertType" in item:
+        return "sentinel-alert"
+    if "resourceId" in item or "event" in item:
+        return "playbook"
+    raise BadInput(
+        "unrecognised payload: expected an Event Grid or CloudEvents event, a Sentinel incident "
+        "or alert, an Azure Monitor common-schema alert, or a playbook request"
+    )
+
+
+def _caller(data: Mapping[str, Any]) -> Caller:
+    claims = _mapping(data, "claims")
+    evidence = _mapping(_mapping(data, "authorization"), "evidence")
+    http = _mapping(data, "httpRequest")
+    oid = claims.get(OID_CLAIM) or claims.get("oid") or evidence.get("principalId") or ""
+    return Caller(
+        object_id=str(oid).lower() if is_guid(oid) else "",
+        app_id=str(claims.get("appid", "")).lower() if is_guid(claims.get("appid")) else "",
+        ip=str(http.get("clientIpAddress") or claims.get("ipaddr") or "")[:64],
+        principal_type=str(evidence.get("principalType", ""))[:64],
+        name=str(claims.get("name", ""))[:256],
+    )
+
+
+def _resource_signal(source: str, event_id: str, event_type: str, when: str, subject: str,
+                     data: Mapping[str, Any]) -> Signal:
+    operation = _text(data, "operationName").lower()
+    status = _text(data, "status")
+    resource = _text(data, "resourceUri") or subject
+    kind = OPERATIONS.get(operation, SignalKind.OTHER)
+    notes: list[str] = []
+    if status and status.lower() != "succeeded":
+        kind, notes = SignalKind.OTHER, [f"operation status is {status}, not Succeeded"]
+    ref = parse_storage_id(resource)
+    if kind is not SignalKind.OTHER and ref is None:
+        kind, notes = SignalKind.OTHER, [f"resource {resource!r} is not a storage account or container"]
+    if kind is SignalKind.OTHER and not notes:
+        notes = [f"operation {operation or '(none)'} is not one this responder handles"]
+    return Signal(
+        id=event_id,
+        source=source,
+        kind=kind,
+        event_type=event_type,
+        operation=operation,
+        occurred_at=when,
+        subject=subject,
+        accounts=(ref.account_id.lower(),) if ref else (),
+        containers=((ref.account_id.lower(), ref.container),) if ref and ref.container else (),
+        caller=_caller(data),
+        notes=tuple(notes),
+    )
+
+
+def _blob_signal(source: str, event_id: str, event_type: str, when: str, subject: str,
+                 account_id: str, data: Mapping[str, Any]) -> Signal:
+    ref = parse_storage_id(account_id.rstrip("/") + subject) if subject.startswith("/blobServices") else None
+    ref = ref or parse_storage_id(subject)
+    if ref is None or not ref.container:
+        raise BadInput(f"BlobCreated event names no storage container: subject {subject!r}")
+    return Signal(
+        id=event_id,
+        source=source,
+        kind=SignalKind.BLOB_CREATED,
+        event_type=event_type,
+        operation=_text(data, "api").lower(),
+        occurred_at=when,
+        subject=subject,
+        accounts=(ref.account_id.lower(),),
+        containers=((ref.account_id.lower(), ref.container),),
+        blob=ref.blob[:1024],
+    )
+
+
+def parse_eventgrid(item: Mapping[str, Any], source: str = "eventgrid") -> Signal:
+    """One Event Grid schema event (also a dead-letter record, which carries the original event)."""
+    event_id = _text(item, "id", required=True, limit=MAX_ID)
+    event_type = _text(item, "eventType", required=True, limit=MAX_ID)
+    subject = _text(item, "subject", required=True)
+    when = _text(item, "eventTime", limit=64)
+    data = _mapping(item, "data")
+    lowered = event_type.lower()
+    if "deadLetterReason" in item:
+        source = "dead-letter"
+    if lowered in RESOURCE_EVENTS:
+        return _resource_signal(source, event_id, event_type, when, subject, data)
+    if lowered == BLOB_CREATED:
+        return _blob_signal(source, event_id, event_type, when, subject, _text(item, "topic"), data)
+    return Signal(id=event_id, source=source, kind=SignalKind.OTHER, event_type=event_type,
+                  occurred_at=when, subject=subject,
+                  notes=(f"event type {event_type} is not one this responder handles",))
+
+
+def parse_cloudevent(item: Mapping[str, Any]) -> Signal:
+    """One CloudEvents 1.0 event carrying an Azure system event in `data`."""
+    if _text(item, "specversion", required=True) != "1.0":
+        raise BadInput("only CloudEvents specversion 1.0 is accepted")
+    event_id = _text(item, "id", required=True, limit=MAX_ID)
+    event_type = _text(item, "type", required=True, limit=MAX_ID)
+    src = _text(item, "source", required=True)
+    subject = _text(item, "subject")
+    when = _text(item, "time", limit=64)
+    data = _mapping(item, "data")
+    lowered = event_type.lower()
+    if lowered in RESOURCE_EVENTS:
+        return _resource_signal("cloudevents", event_id, event_type, when, subject or src, data)
+    if lowered == BLOB_CREATED:
+        return _blob_signal("cloudevents", event_id, event_type, when, subject, src, data)
+    return Signal(id=event_id, source="cloudevents", kind=SignalKind.OTHER, event_type=event_type,
+                  occurred_at=when, subject=subject,
+                  notes=(f"event type {event_type} is not one this responder handles",))
+
+
+def _entities(raw: Any) -> list[Mapping[str, Any]]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else []
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"Entities is a string but not JSON: {exc.msg}") from exc
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(e, Mapping) for e in raw):
+        raise BadInput("entities must be a list of objects")
+    if len(raw) > MAX_ENTITIES:
+        raise BadInput(f"more than {MAX_ENTITIES} entities")
+    return raw
+
+
+def _entity_targets(entities: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[tuple[str, str]],
+                                                                   list[str], list[str], list[str]]:
+    """Map entities to containment targets by immutable id only; display names are never used."""
+    accounts: list[str] = []
+    containers: list[tuple[str, str]] = []
+    principals: list[str] = []
+    apps: list[str] = []
+    ips: list[str] = []
+    for entity in entities:
+        props = entity.get("properties") if isinstance(entity.get("properties"), Mapping) else entity
+        kind = str(entity.get("kind") or entity.get("Type") or "").lower().replace("-", "")
+        if kind == "azureresource":
+            ref = parse_storage_id(str(props.get("resourceId") or props.get("ResourceId") or ""))
+            if ref:
+                accounts.append(ref.account_id.lower())
+                if ref.container:
+                    containers.append((ref.account_id.lower(), ref.container))
+        elif kind == "account":
+            oid = props.get("aadUserId") or props.get("AadUserId") or props.get("objectGuid") or props.get(
+                "ObjectGuid")
+            if is_guid(oid):
+                principals.append(str(oid).lower())
+        elif kind == "cloudapplication":
+            app = props.get("appId") or props.get("AppId") or props.get("applicationId")
+            if is_guid(app):
+                apps.append(str(app).lower())
+        elif kind == "ip":
+            addr = props.get("address") or props.get("Address")
+            if isinstance(addr, str) and len(addr) <= 64:
+                ips.append(addr)
+    return accounts, containers, principals, apps, ips
+
+
+def _dedupe(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+def parse_sentinel_incident(item: Mapping[str, Any]) -> Signal:
+    """Sentinel incident trigger body: `object` is the incident with related entities and alerts."""
+    obj = _mapping(item, "object")
+    incident_id = _text(obj, "id", required=True, limit=1024)
+    props = _mapping(obj, "properties")
+    entities = _entities(props.get("relatedEntities"))
+    for alert in props.get("alerts") or []:
+        if isinstance(alert, Mapping):
+            alert_props = alert.get("properties") if isinstance(alert.get("properties"), Mapping) else alert
+            entities.extend(_entities(alert_props.get("entities") or alert_props.get("Entities")))
+    accounts, containers, principals, apps, ips = _entity_targets(entities)
+    return Signal(
+        id=incident_id.lower(),
+        source="sentinel-incident",
+        kind=SignalKind.ALERT,
+        event_type="Microsoft.SecurityInsights/Incidents",
+        occurred_at=_text(props, "firstActivityTimeUtc", limit=64) or _text(props, "createdTimeUtc", limit=64),
+        subject=incident_id,
+        accounts=_dedupe(accounts),
+        containers=_dedupe(containers),
+        principals=_dedupe(principals),
+        apps=_dedupe(apps),
+        ips=_dedupe(ips),
+        incident_id=incident_id,
+        title=_text(props, "title")[:512],
+    )
+
+
+def parse_sentinel_alert(item: Mapping[str, Any]) -> Signal:
+    """SecurityAlert schema (Sentinel alert trigger); Entities may arrive as a JSON string."""
+    alert_id = _text(item, "SystemAlertId", limit=MAX_ID) or _text(item, "VendorOriginalId", limit=MAX_ID)
+    if not alert_id:
+        raise BadInput("missing required field 'SystemAlertId'")
+    entities = _entities(item.get("Entities"))
+    ext = item.get("ExtendedProperties")
+    if isinstance(ext, str):
+        try:
+            ext = json.loads(ext) if ext.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"ExtendedProperties is a string but not JSON: {exc.msg}") from exc
+    accounts, containers, principals, apps, ips = _entity_targets(entities)
+    if isinstance(ext, Mapping):
+        for key in ("ResourceId", "resourceId", "Resource Id"):
+            ref = parse_storage_id(str(ext.get(key, "")))
+            if ref:
+                accounts.append(ref.account_id.lower())
+    incident = _text(item, "IncidentArmId", limit=1024) or _text(item, "incidentArmId", limit=1024)
+    return Signal(
+        id=alert_id.lower(),
+        source="sentinel-alert",
+        kind=SignalKind.ALERT,
+        event_type="SecurityAlert",
+        occurred_at=_text(item, "StartTime", limit=64) or _text(item, "TimeGenerated", limit=64),
+        subject=_text(item, "AlertDisplayName")[:512],
+        accounts=_dedupe(accounts),
+        containers=_dedupe(containers),
+        principals=_dedupe(principals),
+        apps=_dedupe(apps),
+        ips=_dedupe(ips),
+        incident_id=incident,
+        title=_text(item, "AlertDisplayName")[:512],
+    )
+
+
+def parse_monitor_alert(item: Mapping[str, Any]) -> Signal:
+    """Azure Monitor common alert schema; activity-log alerts carry the operation like Event Grid."""
+    data = _mapping(item, "data")
+    essentials = _mapping(data, "essentials")
+    context = _mapping(data, "alertContext")
+    alert_id = _text(essentials, "alertId", required=True, limit=1024)
+    targets = essentials.get("alertTargetIDs") or []
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise BadInput("essentials.alertTargetIDs must be a list of strings")
+    refs = [r for r in (parse_storage_id(t) for t in targets) if r]
+    operation = _text(context, "operationName").lower()
+    kind = OPERATIONS.get(operation, SignalKind.ALERT)
+    notes: tuple[str, ...] = ()
+    if _text(essentials, "monitorCondition").lower() == "resolved":
+        kind, notes = SignalKind.OTHER, ("alert is resolved, not fired",)
+    return Signal(
+        id=alert_id.lower(),
+        source="monitor-alert",
+        kind=kind,
+        event_type=f"AzureMonitorAlert/{_text(essentials, 'signalType')}",
+        operation=operation,
+        occurred_at=_text(essentials, "firedDateTime", limit=64),
+        subject=_text(essentials, "alertRule")[:512],
+        accounts=_dedupe(r.account_id.lower() for r in refs),
+        containers=_dedupe((r.account_id.lower(), r.container) for r in refs if r.container),
+        title=_text(essentials, "alertRule")[:512],
+        notes=notes,
+    )
+
+
+def parse_playbook(item: Mapping[str, Any], requested_at: str) -> Signal:
+    """Manual playbook request: a resource id (account, container, service principal) to contain."""
+    resource = _text(item, "resourceId", required=True, limit=1024)
+    actions = item.get("actions") or []
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        raise BadInput("actions must be a list of action names")
+    reason = _text(item, "reason")[:1024]
+    ref = parse_storage_id(resource)
+    principals: tuple[str, ...] = ()
+    if ref is None:
+        if not is_guid(resource):
+            raise BadInput("resourceId must be a storage account or container ARM id, or a service "
+                           "principal object id (GUID)")
+        principals = (resource.lower(),)
+    request_id = _text(item, "requestId", limit=MAX_ID) or f"{resource}|{','.join(sorted(actions))}"
+    return Signal(
+        id=f"playbook:{request_id}".lower(),
+        source="playbook",
+        kind=SignalKind.MANUAL,
+        event_type="ManualPlaybook",
+        occurred_at=requested_at,
+        subject=resource,
+        accounts=(ref.account_id.lower(),) if ref else (),
+        containers=((ref.account_id.lower(), ref.container),) if ref and ref.container else (),
+        principals=principals,
+        requested_actions=tuple(actions),
+        title=reason,
+    )
+
+
+def parse_item(item: Any, *, now: str) -> Signal:
+    """Parse one item of any accepted schema."""
+    if not isinstance(item, Mapping):
+        raise BadInput("each event must be a JSON object")
+    schema = detect_schema(item)
+    if schema == "eventgrid":
+        if item.get("eventType", "").lower() == VALIDATION:
+            raise BadInput("subscription validation events are answered by the endpoint, not processed")
+        return parse_eventgrid(item)
+    if schema == "cloudevents":
+        return parse_cloudevent(item)
+    if schema == "monitor-alert":
+        return parse_monitor_alert(item)
+    if schema == "sentinel-incident":
+        return parse_sentinel_incident(item)
+    if schema == "sentinel-alert":
+        return parse_sentinel_alert(item)
+    if "event" in item and "resourceId" not in item:
+        if not isinstance(item["event"], Mapping):
+            raise BadInput("event must be a JSON object")
+        return parse_item(item["event"], now=now)
+    return parse_playbook(item, now)
+
+
+def parse_body(body: bytes, *, now: str, max_bytes: int = 1_048_576) -> list[Any]:
+    """Decode a request body into items; arrays are batches. Raises BadInput with the reason."""
+    if len(body) > max_bytes:
+        raise BadInput(f"body is larger than {max_bytes} bytes")
+    if not body.strip():
+        raise BadInput("body is empty")
+    try:
+        decoded = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"body is not valid JSON: {exc}") from exc
+    items = decoded if isinstance(decoded, list) else [decoded]
+    if not items:
+        raise BadInput("the batch is empty")
+    if len(items) > 5000:
+        raise BadInput("a batch may hold at most 5000 events")
+    return items

@@ -1,0 +1,118 @@
+"""(Signal, Facts, Verdict, Policy) -> Plan: an ordered list of idempotent actions, pure data."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from responders.core.classify import CREDENTIAL_KINDS, EXPOSURE_KINDS
+from responders.core.model import Action, Facts, Plan, Signal, SignalKind, Verdict
+from responders.core.parse import incident_key
+from responders.core.policy import ACTION_KINDS, Policy
+
+REVERSIBLE = {
+    "storage.disable_public_access": True,
+    "storage.make_container_private": True,
+    "storage.regenerate_key": False,
+    "storage.revoke_user_delegation_keys": False,
+    "identity.disable_service_principal": True,
+}
+
+
+def action_key(incident: str, kind: str, target: str, params: dict[str, str]) -> str:
+    """Deterministic per incident, so a redelivered event finds the same ledger row."""
+    raw = "|".join([incident, kind, target.lower(), *(f"{k}={v}" for k, v in sorted(params.items()))])
+    return "act-" + hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+class _Builder:
+    def __init__(self, incident: str, policy: Policy, requested: Iterable[str]) -> None:
+        self.incident = incident
+        self.policy = policy
+        self.requested = set(requested)
+        self.actions: list[Action] = []
+        self.skipped: list[tuple[str, str]] = []
+
+    def add(self, kind: str, target: str, reason: str, params: dict[str, str] | None = None,
+            after: tuple[str, ...] = ()) -> str:
+        params = params or {}
+        key = action_key(self.incident, kind, target, params)
+        if self.requested and kind not in self.requested:
+            self.skipped.append((f"{kind} {target}", "not among the actions requested"))
+            return key
+        if any(a.key == key for a in self.actions):
+            return key
+        self.actions.append(Action(kind=kind, target=target, key=key, reason=reason, params=params,
+                                   after=tuple(k for k in after if any(a.key == k for a in self.actions)),
+                                   mode=self.policy.approval.get(kind, "auto"),
+                                   reversible=REVERSIBLE[kind]))
+        return key
+
+
+def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan:
+    """Turn a verdict into actions; blocked targets (exempt, out of scope) become skipped entries."""
+    incident = incident_key(signal.id)
+    unknown = [a for a in signal.requested_actions if a not in ACTION_KINDS]
+    builder = _Builder(incident, policy, signal.requested_actions)
+    for name in unknown:
+        builder.skipped.append((name, f"unknown action; known: {', '.join(ACTION_KINDS)}"))
+    if not verdict.leak:
+        return Plan(incident, signal, verdict, (), tuple(builder.skipped))
+
+    exposure = signal.kind in (*EXPOSURE_KINDS, SignalKind.ALERT, SignalKind.MANUAL)
+    rotate = signal.kind in (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.ALERT, SignalKind.MANUAL)
+    revoke_udk = signal.kind in (*CREDENTIAL_KINDS, SignalKind.ALERT, SignalKind.MANUAL)
+    for account_id in verdict.synthetic_accounts:
+        if account_id in verdict.blocked:
+            builder.skipped.append((account_id, verdict.blocked[account_id]))
+            continue
+        account = facts.accounts[account_id]
+        if exposure:
+            if account.account_public_allowed:
+                builder.add("storage.disable_public_access", account_id,
+                            "account allows anonymous blob access")
+            for container in account.public_containers:
+                builder.add("storage.make_container_private", account_id,
+                            f"container {container.name} grants {container.public_access} public access",
+                            {"container": container.name})
+        if rotate:
+            first = builder.add("storage.regenerate_key", account_id,
+                                "invalidate listed keys and every account/service SAS signed with key1",
+                                {"key_name": "key1"})
+            builder.add("storage.regenerate_key", account_id,
+                        "invalidate listed keys and every account/service SAS signed with key2",
+                        {"key_name": "key2"}, after=(first,))
+        if revoke_udk:
+            builder.add("storage.revoke_user_delegation_keys", account_id,
+                        "invalidate every user-delegation SAS issued for the account")
+
+    for object_id in _principals_to_disable(signal, facts, verdict, policy):
+        if not policy.disable_principals and signal.kind is not SignalKind.MANUAL:
+            builder.skipped.append((object_id, "policy disables no service principals automatically"))
+            continue
+        principal = facts.principals.get(object_id)
+        if principal is not None and principal.found and not principal.account_enabled:
+            builder.skipped.append((object_id, "service principal already disabled"))
+            continue
+        builder.add("identity.disable_service_principal", object_id,
+                    "application identity that obtained access to synthetic data")
+    return Plan(incident, signal, verdict, tuple(builder.actions), tuple(builder.skipped))
+
+
+def _principals_to_disable(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> list[str]:
+    """Only service principals, only by immutable object id, never our own identity."""
+    found: list[str] = []
+    if signal.kind in CREDENTIAL_KINDS and signal.caller.object_id:
+        if signal.caller.principal_type.lower() == "serviceprincipal" or signal.caller.app_id:
+            if verdict.synthetic_accounts and any(a not in verdict.blocked for a in verdict.synthetic_accounts):
+                found.append(signal.caller.object_id)
+    if signal.kind in (SignalKind.ALERT, SignalKind.MANUAL):
+        for object_id in signal.principals:
+            found.append(object_id)
+        for app_id in signal.apps:
+            found += [p.object_id for p in facts.principals.values() if p.found and p.app_id == app_id]
+    own = set(policy.responder_object_ids)
+    return [
+        oid for oid in dict.fromkeys(found)
+        if oid not in own and (facts.principals.get(oid) is None or facts.principals[oid].found)
+    ]

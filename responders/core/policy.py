@@ -1,0 +1,130 @@
+"""The policy a security team writes: what marks synthetic data, what raises severity, where we may act."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from responders.core.model import BadInput
+
+ACTION_KINDS = (
+    "storage.disable_public_access",
+    "storage.make_container_private",
+    "storage.regenerate_key",
+    "storage.revoke_user_delegation_keys",
+    "identity.disable_service_principal",
+)
+APPROVAL_MODES = ("auto", "approval")
+
+
+def _lower_values(raw: Mapping[str, Any], what: str) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, Mapping):
+        raise BadInput(f"policy: {what} must be a mapping of name -> list of values")
+    out: dict[str, tuple[str, ...]] = {}
+    for key, values in raw.items():
+        if isinstance(values, str):
+            values = [values]
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise BadInput(f"policy: {what}.{key} must be a string or a list of strings")
+        out[str(key).lower()] = tuple(v.lower() for v in values)
+    return out
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Validated policy; build it with `Policy.from_dict` so a typo fails at start, not mid-incident."""
+
+    synthetic_tags: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"data-classification": ("synthetic",)}
+    )
+    synthetic_metadata: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"data_classification": ("synthetic",)}
+    )
+    name_patterns: tuple[str, ...] = ()
+    exempt_tag: str = "leak-responder-exempt"
+    allowed_scopes: tuple[str, ...] = ()
+    responder_object_ids: tuple[str, ...] = ()
+    sensitive_sources: tuple[str, ...] = ("personal", "special-category", "health")
+    sensitivity_tag: str = "source-dataset-sensitivity"
+    guarantee_tag: str = "privacy-guarantee"
+    fidelity_tag: str = "fidelity"
+    approval: Mapping[str, str] = field(default_factory=lambda: dict.fromkeys(ACTION_KINDS, "auto"))
+    disable_principals: bool = True
+    dedupe_window_seconds: int = 900
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Policy:
+        """Validate a policy document (parsed YAML or JSON); unknown keys are errors, not ignored."""
+        if not isinstance(raw, Mapping):
+            raise BadInput("policy: the document must be a mapping")
+        known = {
+            "synthetic",
+            "provenance",
+            "scope",
+            "exemptions",
+            "responder",
+            "approval",
+            "disable_principals",
+            "dedupe_window_seconds",
+        }
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise BadInput(f"policy: unknown keys {unknown}; expected some of {sorted(known)}")
+        syn = raw.get("synthetic", {}) or {}
+        prov = raw.get("provenance", {}) or {}
+        scope = raw.get("scope", {}) or {}
+        exem = raw.get("exemptions", {}) or {}
+        resp = raw.get("responder", {}) or {}
+        approval = dict.fromkeys(ACTION_KINDS, "auto")
+        for kind, mode in (raw.get("approval", {}) or {}).items():
+            if kind not in ACTION_KINDS:
+                raise BadInput(f"policy: approval names unknown action {kind!r}")
+            if mode not in APPROVAL_MODES:
+                raise BadInput(f"policy: approval.{kind} must be one of {APPROVAL_MODES}")
+            approval[kind] = mode
+        patterns = tuple(syn.get("name_patterns", []) or [])
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise BadInput(f"policy: bad name pattern {pattern!r}: {exc}") from exc
+        scopes = tuple(s.rstrip("/").lower() for s in scope.get("allow", []) or [])
+        for s in scopes:
+            if s != "*" and not s.startswith("/subscriptions/"):
+                raise BadInput(f"policy: scope {s!r} must be '*' or an ARM id prefix")
+        window = raw.get("dedupe_window_seconds", 900)
+        if not isinstance(window, int) or window < 0:
+            raise BadInput("policy: dedupe_window_seconds must be a non-negative integer")
+        return cls(
+            synthetic_tags=_lower_values(syn.get("tags", {"data-classification": ["synthetic"]}), "synthetic.tags"),
+            synthetic_metadata=_lower_values(
+                syn.get("metadata", {"data_classification": ["synthetic"]}), "synthetic.metadata"
+            ),
+            name_patterns=patterns,
+            exempt_tag=str(exem.get("tag", "leak-responder-exempt")).lower(),
+            allowed_scopes=scopes,
+            responder_object_ids=tuple(str(x).lower() for x in resp.get("object_ids", []) or []),
+            sensitive_sources=tuple(
+                str(x).lower() for x in prov.get("sensitive_sources", cls.sensitive_sources)
+            ),
+            sensitivity_tag=str(prov.get("sensitivity_tag", cls.sensitivity_tag)).lower(),
+            guarantee_tag=str(prov.get("guarantee_tag", cls.guarantee_tag)).lower(),
+            fidelity_tag=str(prov.get("fidelity_tag", cls.fidelity_tag)).lower(),
+            approval=approval,
+            disable_principals=bool(raw.get("disable_principals", True)),
+            dedupe_window_seconds=window,
+        )
+
+    def with_responder(self, object_id: str) -> Policy:
+        """Add our own identity so the echo of our writes is recognised."""
+        if not object_id or object_id.lower() in self.responder_object_ids:
+            return self
+        ids = (*self.responder_object_ids, object_id.lower())
+        return Policy(**{**self.__dict__, "responder_object_ids": ids})
+
+    def in_scope(self, resource_id: str) -> bool:
+        """Scope allow-list on ARM id prefixes; an empty list allows nothing (safe by default)."""
+        rid = resource_id.lower()
+        return any(s == "*" or rid == s or rid.startswith(s + "/") for s in self.allowed_scopes)

@@ -1,0 +1,124 @@
+"""Run a plan: claim each action in the ledger, read, act, verify, record. Independent actions run
+concurrently; an action waits only for the actions it names in `after`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any
+
+from responders.actions import HANDLERS
+from responders.clients import Clients
+from responders.core.model import Action, Outcome, Plan
+from responders.ledger import Ledger
+
+log = logging.getLogger("responders.execute")
+TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
+
+
+class TransientFailure(RuntimeError):
+    """A step failed in a way a redelivery can fix; raised after the ledger holds the failure."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """429, 5xx and broken connections are worth a redelivery; 400/401/403/404 are not."""
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)):
+        return True
+    status = getattr(exc, "status_code", None) or getattr(exc, "response_status_code", None)
+    if isinstance(exc, HttpResponseError) and status is None:
+        return True
+    if status is not None:
+        return int(status) in TRANSIENT_STATUS
+    return type(exc).__module__.startswith("httpx")
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line error for the ledger: type, status and the service's message, never a body dump."""
+    status = getattr(exc, "status_code", None) or getattr(exc, "response_status_code", None)
+    message = str(getattr(exc, "message", "") or exc).splitlines()[0][:500] if str(exc) else ""
+    return f"{type(exc).__name__}" + (f" {status}" if status else "") + (f": {message}" if message else "")
+
+
+class Executor:
+    """Executes plans against the adapters; the clock is injected so tests control time."""
+
+    def __init__(self, clients: Clients, ledger: Ledger, clock: Callable[[], str], workers: int = 8) -> None:
+        self.clients = clients
+        self.ledger = ledger
+        self.clock = clock
+        self.workers = workers
+
+    def run(self, plan: Plan, *, dry_run: bool) -> list[Outcome]:
+        if dry_run:
+            return [Outcome(action=a, status="dry-run") for a in plan.actions]
+        since = plan.signal.occurred_at or self.clock()
+        seq = {a.key: i for i, a in enumerate(plan.actions)}
+        results: dict[str, Outcome] = {}
+        remaining = list(plan.actions)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="act") as pool:
+            while remaining:
+                wave = [a for a in remaining if all(dep in results for dep in a.after)]
+                if not wave:
+                    raise RuntimeError("plan has a dependency cycle")
+                futures = {}
+                for action in wave:
+                    blocked = [d for d in action.after if results[d].status not in ("contained", "already-contained")]
+                    if blocked:
+                        results[action.key] = self._record(plan, action, seq[action.key], Outcome(
+                            action=action, status="skipped", error="an earlier step it depends on did not complete"))
+                        continue
+                    futures[action.key] = pool.submit(self._one, plan, action, seq[action.key], since)
+                for key, future in futures.items():
+                    results[key] = future.result()
+                remaining = [a for a in remaining if a.key not in results]
+        return [results[a.key] for a in plan.actions]
+
+    def _record(self, plan: Plan, action: Action, seq: int, outcome: Outcome) -> Outcome:
+        self.ledger.begin(plan, action, seq, self.clock())
+        self.ledger.finish(plan.incident, outcome, self.clock())
+        return outcome
+
+    def _one(self, plan: Plan, action: Action, seq: int, since: str) -> Outcome:
+        handler = HANDLERS[action.kind]
+        owned, row = self.ledger.begin(plan, action, seq, self.clock())
+        if not owned:
+            status = row.get("Status", "")
+            if status == "started":
+                return Outcome(action=action, status="in-progress", error="another delivery holds this action")
+            return Outcome(action=action, status=status, before=row.get("Before") or {},
+                           after=row.get("After") or {}, error=row.get("Error", ""),
+                           acted_at=row.get("ActedAt", ""), verified_at=row.get("VerifiedAt", ""))
+        if action.mode == "approval" and row.get("Mode") != "approved":
+            outcome = Outcome(action=action, status="pending-approval")
+            self.ledger.update_action(plan.incident, action.key, Status="pending-approval", LeaseUntil="")
+            return outcome
+        before: dict[str, Any] = {}
+        try:
+            before = handler.read(self.clients, action)
+            if handler.done(before, action, since):
+                outcome = Outcome(action=action, status="already-contained", before=before, after=before,
+                                  verified_at=self.clock())
+            else:
+                acted_at = self.clock()
+                handler.apply(self.clients, action)
+                after = {**handler.read(self.clients, action), "actedAt": acted_at}
+                verified = handler.done(after, action, since)
+                outcome = Outcome(action=action, status="contained" if verified else "failed",
+                                  before=before, after=after, acted_at=acted_at, verified_at=self.clock(),
+                                  error="" if verified else "state read back does not show the change")
+        except Exception as exc:
+            transient = is_transient(exc)
+            log.warning("action %s on %s failed: %s", action.kind, action.target, describe(exc))
+            outcome = Outcome(action=action, status="retrying" if transient else "failed", before=before,
+                              error=describe(exc))
+        self.ledger.finish(plan.incident, outcome, self.clock())
+        return outcome
+
+
+def with_mode(plan: Plan, key: str, mode: str) -> Plan:
+    """A copy of the plan with one action's approval mode changed (used when a human approves)."""
+    return replace(plan, actions=tuple(replace(a, mode=mode) if a.key == key else a for a in plan.actions))

@@ -1,0 +1,237 @@
+"""Audit ledger on Table Storage: one row per incident, one per action, conditional writes for exactly-once.
+
+Partition = incident key, so an incident and all its actions are read in one query. Action rows
+are created with a conditional insert: a redelivered event finds the earlier row instead of acting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from responders.core.model import Action, Outcome, Plan
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+INCIDENT_ROW = "incident"
+TERMINAL = ("contained", "already-contained", "failed", "skipped", "restored")
+LEASE_SECONDS = 120
+MAX_PROP = 30_000
+
+
+def _json(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= MAX_PROP else text[:MAX_PROP] + "...(truncated)"
+
+
+def _load(value: Any, default: Any) -> Any:
+    if not value:
+        return default
+    try:
+        return json.loads(value)
+    except (TypeError, json.JSONDecodeError):
+        return default
+
+
+class Ledger:
+    """Reads and writes ledger rows; callers pass times in, so the ledger holds no clock of its own."""
+
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            from azure.core.exceptions import ResourceExistsError
+
+            try:
+                self.table.create_table()
+            except ResourceExistsError:
+                pass
+            self._ready = True
+
+    # incidents -----------------------------------------------------------------------------
+    def record_incident(self, plan: Plan, *, status: str, now: str, responder: str, dry_run: bool,
+                        state_before: Mapping[str, Any] | None = None, owners: list[str] | None = None) -> None:
+        """Upsert the incident row (merge), keeping the first detection time of the incident."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        signal, verdict = plan.signal, plan.verdict
+        entity: dict[str, Any] = {
+            "PartitionKey": plan.incident,
+            "RowKey": INCIDENT_ROW,
+            "Source": signal.source,
+            "EventId": signal.id[:1024],
+            "EventType": signal.event_type,
+            "SignalKind": str(signal.kind),
+            "Operation": signal.operation,
+            "Subject": signal.subject[:1024],
+            "Title": signal.title,
+            "OccurredAt": signal.occurred_at,
+            "IncidentArmId": signal.incident_id,
+            "Caller": _json(signal.caller.__dict__),
+            "Leak": verdict.leak,
+            "Severity": verdict.severity,
+            "Confidence": verdict.confidence,
+            "Reasons": _json(list(verdict.reasons)),
+            "Findings": _json(list(verdict.findings)),
+            "Blocked": _json(dict(verdict.blocked)),
+            "Plan": _json([_action_summary(a) for a in plan.actions]),
+            "Skipped": _json([list(s) for s in plan.skipped]),
+            "Status": status,
+            "DryRun": dry_run,
+            "Responder": responder,
+            "UpdatedAt": now,
+        }
+        if state_before is not None:
+            entity["StateBefore"] = _json(state_before)
+        if owners is not None:
+            entity["Owners"] = _json(owners)
+        try:
+            existing = self.table.get_entity(plan.incident, INCIDENT_ROW)
+            entity["DetectedAt"] = existing.get("DetectedAt") or now
+            entity["Deliveries"] = int(existing.get("Deliveries") or 1) + 1
+        except ResourceNotFoundError:
+            entity["DetectedAt"] = now
+            entity["Deliveries"] = 1
+        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    def set_incident_status(self, incident: str, status: str, now: str, **extra: Any) -> None:
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        entity = {"PartitionKey": incident, "RowKey": INCIDENT_ROW, "Status": status, "UpdatedAt": now}
+        entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in extra.items()})
+        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    def incident(self, incident: str) -> dict[str, Any] | None:
+        """The incident row and its action rows, decoded, or None when unknown."""
+        self._ensure()
+        rows = list(self.table.query_entities("PartitionKey eq @pk", parameters={"pk": incident}))
+        head = next((r for r in rows if r["RowKey"] == INCIDENT_ROW), None)
+        if head is None:
+            return None
+        out = _decode(head)
+        out["actions"] = sorted((_decode(r) for r in rows if r["RowKey"] != INCIDENT_ROW),
+                                key=lambda r: (r.get("Seq", 0), r["RowKey"]))
+        return out
+
+    def incidents(self) -> Iterator[dict[str, Any]]:
+        self._ensure()
+        for row in self.table.query_entities("RowKey eq @rk", parameters={"rk": INCIDENT_ROW}):
+            yield _decode(row)
+
+    # actions -------------------------------------------------------------------------------
+    def begin(self, plan: Plan, action: Action, seq: int, now: str) -> tuple[bool, dict[str, Any]]:
+        """Claim an action: (True, row) when this caller owns it now, (False, row) when it is taken."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        lease = _shift(now, LEASE_SECONDS)
+        entity = {
+            "PartitionKey": plan.incident,
+            "RowKey": action.key,
+            "Seq": seq,
+            "Kind": action.kind,
+            "Target": action.target,
+            "Params": _json(dict(action.params)),
+            "Reason": action.reason,
+            "Mode": action.mode,
+            "Reversible": action.reversible,
+            "Status": "started",
+            "PlannedAt": now,
+            "LeaseUntil": lease,
+            "Attempts": 1,
+        }
+        try:
+            self.table.create_entity(entity)
+            return True, entity
+        except ResourceExistsError:
+            pass
+        row = self.table.get_entity(plan.incident, action.key)
+        status = row.get("Status", "")
+        lease_open = status == "started" and str(row.get("LeaseUntil", "")) > now
+        if status in TERMINAL or lease_open:
+            return False, _decode(row)
+        takeover = {"PartitionKey": plan.incident, "RowKey": action.key, "Status": "started",
+                    "LeaseUntil": lease, "Attempts": int(row.get("Attempts") or 0) + 1,
+                    "Mode": action.mode}
+        try:
+            self.table.update_entity(takeover, mode=UpdateMode.MERGE, etag=row.metadata["etag"],
+                                     match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False, _decode(self.table.get_entity(plan.incident, action.key))
+        merged = _decode(row)
+        merged.update(takeover)
+        return True, merged
+
+    def finish(self, incident: str, outcome: Outcome, now: str) -> None:
+        from azure.data.tables import UpdateMode
+
+        entity = {
+            "PartitionKey": incident,
+            "RowKey": outcome.action.key,
+            "Status": outcome.status,
+            "Before": _json(dict(outcome.before)),
+            "After": _json(dict(outcome.after)),
+            "Error": outcome.error[:4000],
+            "ActedAt": outcome.acted_at,
+            "VerifiedAt": outcome.verified_at,
+            "FinishedAt": now,
+            "LeaseUntil": "",
+        }
+        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    def update_action(self, incident: str, key: str, **fields: Any) -> None:
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": incident, "RowKey": key}
+        entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
+        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    # rejected input ------------------------------------------------------------------------
+    def reject(self, body: bytes, reason: str, source: str, now: str) -> str:
+        """Keep bad input with its reason (nothing is lost); the same body twice is one row."""
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        self.table.upsert_entity({
+            "PartitionKey": "rejected",
+            "RowKey": digest,
+            "Source": source,
+            "Reason": reason[:2000],
+            "Size": len(body),
+            "Body": body[:16_000].decode("utf-8", "replace"),
+            "ReceivedAt": now,
+        }, mode=UpdateMode.MERGE)
+        return digest
+
+
+def _shift(iso: str, seconds: int) -> str:
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else datetime.now(UTC)
+    return (moment + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _action_summary(action: Action) -> dict[str, Any]:
+    return {"key": action.key, "kind": action.kind, "target": action.target, "params": dict(action.params),
+            "mode": action.mode, "reversible": action.reversible, "reason": action.reason}
+
+
+JSON_FIELDS = {"Reasons", "Findings", "Blocked", "Plan", "Skipped", "Params", "Before", "After",
+               "StateBefore", "Owners", "Caller", "Evidence", "Comment"}
+
+
+def _decode(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        out[key] = _load(value, value) if key in JSON_FIELDS else value
+    return out

@@ -1,0 +1,169 @@
+"""Replay captured events through the registered functions, in-process against the local stand-ins
+or posted to a running Functions host (`--target`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import azure.functions as func
+
+from responders.core.model import BadInput
+from responders.core.parse import detect_schema, incident_key, parse_item
+from responders.standins import ROOT, StandIns, start_standins
+
+REDELIVERIES = 3
+
+
+def _functions() -> dict[str, Any]:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from function_app import app
+
+    return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+
+
+def to_eventgrid_event(item: dict[str, Any]) -> func.EventGridEvent:
+    when = item.get("eventTime") or None
+    moment = datetime.fromisoformat(when[:26].rstrip("Z") + "+00:00") if when else None
+    return func.EventGridEvent(id=item["id"], data=item.get("data"), topic=item.get("topic", ""),
+                               subject=item["subject"], event_type=item["eventType"], event_time=moment,
+                               data_version=item.get("dataVersion", ""))
+
+
+def http_request(route: str, body: bytes, headers: dict[str, str] | None = None) -> func.HttpRequest:
+    return func.HttpRequest(method="POST", url=f"http://localhost/api/{route}", body=body,
+                            headers={"content-type": "application/json", **(headers or {})})
+
+
+class Replayer:
+    """Delivers captures like the platform would and reports what the ledger recorded."""
+
+    def __init__(self, standins: StandIns | None, target: str | None) -> None:
+        self.standins = standins
+        self.target = target.rstrip("/") if target else None
+        self.functions = _functions() if target is None else {}
+
+    @classmethod
+    @contextmanager
+    def start(cls, *, execute: bool, target: str | None, policy_file: str,
+              tenant: str) -> Iterator[Replayer]:
+        if target:
+            yield cls(None, target)
+            return
+        from responders.service import Runtime, set_runtime
+        from responders.settings import Settings
+
+        standins = start_standins(Path(tenant), {"RESPONDER_POLICY_FILE": policy_file,
+                                                 "RESPONDER_DRY_RUN": "false" if execute else "true"})
+        try:
+            standins.apply_env()
+            set_runtime(Runtime.from_settings(Settings.from_env()))
+            yield cls(standins, None)
+        finally:
+            set_runtime(None)
+            standins.stop()
+
+    def calls(self) -> dict[str, int]:
+        from responders.cli import count_calls
+
+        return count_calls(self.standins.simulator.requests()) if self.standins else {}
+
+    # delivery ------------------------------------------------------------------------------
+    def replay_file(self, path: Path) -> list[dict[str, Any]]:
+        from responders.cli import load_items
+
+        items, raw = load_items(path)
+        if not items:
+            return [self._post_alerts(raw, path.name)]
+        results = []
+        for item in items:
+            results.append(self.replay_item(item, path.name))
+        return results
+
+    def replay_item(self, item: Any, name: str) -> dict[str, Any]:
+        from responders.service import runtime
+
+        body = json.dumps(item).encode()
+        try:
+            parse_item(item, now=runtime().clock() if self.target is None else "")
+            schema = detect_schema(item)
+        except BadInput:
+            return self._post_alerts(body, name)
+        if schema == "eventgrid":
+            return self._eventgrid(item, name)
+        if schema == "playbook":
+            return self._post("playbook", body, name)
+        return self._post_alerts(body, name)
+
+    def _eventgrid(self, item: dict[str, Any], name: str) -> dict[str, Any]:
+        if self.target:
+            return self._remote(f"/runtime/webhooks/eventgrid?functionName=eventgrid_trigger", [item], name,
+                                {"aeg-event-type": "Notification"})
+        from responders.execute import TransientFailure
+        from responders.service import ledger_report, runtime
+
+        error = ""
+        for _ in range(REDELIVERIES):
+            try:
+                self.functions["eventgrid_trigger"](to_eventgrid_event(item))
+                error = ""
+                break
+            except TransientFailure as exc:  # Event Grid would redeliver; so do we
+                error = str(exc)
+        row = runtime().ledger.incident(incident_key(item["id"]))
+        if row is None:
+            return {"file": name, "status": "rejected", "error": error or "no ledger record"}
+        report = ledger_report(row)
+        report["file"] = name
+        return report
+
+    def _post_alerts(self, body: bytes, name: str) -> dict[str, Any]:
+        return self._post("alerts", body, name)
+
+    def _post(self, route: str, body: bytes, name: str) -> dict[str, Any]:
+        if self.target:
+            return self._remote(f"/api/{route}", json.loads(body) if body.strip() else None, name, {}, body)
+        response = self.functions[route](http_request(route, body, {"aeg-event-type": "Notification"}))
+        payload = json.loads(response.get_body() or b"{}")
+        if response.status_code >= 400:
+            return {"file": name, "status": "rejected", "error": payload.get("error", str(response.status_code)),
+                    "http_status": response.status_code}
+        results = payload.get("results") or [payload]
+        first = dict(results[0])
+        first["file"] = name
+        return first
+
+    def _remote(self, path: str, payload: Any, name: str, headers: dict[str, str],
+                raw: bytes | None = None) -> dict[str, Any]:
+        import requests
+
+        data = raw if raw is not None else json.dumps(payload).encode()
+        response = requests.post(self.target + path, data=data, timeout=60,
+                                 headers={"content-type": "application/json", **headers})
+        result: dict[str, Any] = {"file": name, "http_status": response.status_code}
+        if response.status_code >= 400:
+            result.update(status="rejected", error=response.text[:500])
+        else:
+            result["status"] = "delivered"
+        return result
+
+    # evidence ------------------------------------------------------------------------------
+    def print_evidence(self, out: TextIO) -> None:
+        """The state the simulated tenant and the ledger hold after the run."""
+        from responders.service import runtime
+
+        if self.standins is None:
+            return
+        out.write("\nAfter the run, the simulated tenant holds:\n")
+        for line in self.standins.simulator.describe_state():
+            out.write(f"  {line}\n")
+        incidents = list(runtime().ledger.incidents())
+        rows = sum(len((runtime().ledger.incident(i["PartitionKey"]) or {}).get("actions", [])) for i in incidents)
+        out.write(f"The ledger (Azurite table {runtime().settings.ledger_table}) holds {len(incidents)} incident "
+                  f"rows and {rows} action rows.\n")

@@ -1,0 +1,211 @@
+"""The pipeline every trigger shares: parse -> facts -> classify -> plan -> execute -> ledger -> report."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from responders.clients import Clients
+from responders.core.classify import classify
+from responders.core.model import Facts, Outcome, Plan, Signal, SignalKind
+from responders.core.parse import parse_item
+from responders.core.plan import plan as make_plan
+from responders.execute import Executor, TransientFailure, describe, is_transient
+from responders.ledger import Ledger
+from responders.settings import Settings
+
+log = logging.getLogger("responders")
+DONE = ("contained", "already-contained")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Runtime:
+    """Everything a trigger needs, built once per process from settings."""
+
+    settings: Settings
+    clients: Clients
+    ledger: Ledger
+    executor: Executor
+    clock: Callable[[], str] = utc_now
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Callable[[], str] = utc_now) -> Runtime:
+        clients = Clients(settings)
+        ledger = Ledger(clients.table())
+        return cls(settings, clients, ledger, Executor(clients, ledger, clock), clock)
+
+    def close(self) -> None:
+        self.clients.close()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """The process-wide runtime, built on first use (not at import: cold start)."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.from_settings(Settings.from_env())
+        return _runtime
+
+
+def set_runtime(value: Runtime | None) -> None:
+    """Install (or clear) the runtime; used by the CLI and tests to point at local stand-ins."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is not None and value is not _runtime:
+            _runtime.close()
+        _runtime = value
+
+
+def needs_facts(signal: Signal, rt: Runtime) -> bool:
+    if signal.kind is SignalKind.OTHER:
+        return False
+    return signal.caller.object_id not in rt.settings.policy.responder_object_ids
+
+
+def gather_facts(signal: Signal, rt: Runtime) -> Facts:
+    """Read every resource the signal names, concurrently; read-only."""
+    from responders.actions.identity import principals_for_app, read_principal
+    from responders.actions.storage import read_account
+
+    principals = list(signal.principals)
+    if signal.caller.object_id and signal.kind in (
+        SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY
+    ):
+        principals.append(signal.caller.object_id)
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="facts") as pool:
+        accounts = {a: pool.submit(read_account, rt.clients, a) for a in signal.accounts}
+        sps = {p: pool.submit(read_principal, rt.clients, p) for p in dict.fromkeys(principals)}
+        apps = [pool.submit(principals_for_app, rt.clients, app) for app in signal.apps]
+        principal_facts = {k: f.result() for k, f in sps.items()}
+        for future in apps:
+            for sp in future.result():
+                principal_facts.setdefault(sp.object_id, sp)
+        return Facts(accounts={k: f.result() for k, f in accounts.items()}, principals=principal_facts)
+
+
+def incident_status(plan: Plan, outcomes: list[Outcome], dry_run: bool) -> str:
+    if not plan.verdict.leak:
+        return "ignored"
+    if not plan.actions:
+        return "nothing-to-do"
+    if dry_run:
+        return "dry-run"
+    statuses = {o.status for o in outcomes}
+    if statuses <= set(DONE):
+        return "contained"
+    if statuses & {"retrying", "in-progress"}:
+        return "retrying"
+    if "pending-approval" in statuses and statuses <= {*DONE, "pending-approval"}:
+        return "pending-approval"
+    if statuses & set(DONE):
+        return "partial"
+    return "failed"
+
+
+def report(plan: Plan, outcomes: list[Outcome], status: str, dry_run: bool) -> dict[str, Any]:
+    """The JSON shape returned by the HTTP endpoints and printed by replay."""
+    v = plan.verdict
+    return {
+        "incident": plan.incident,
+        "event": plan.signal.id,
+        "source": plan.signal.source,
+        "kind": str(plan.signal.kind),
+        "subject": plan.signal.subject,
+        "status": status,
+        "dry_run": dry_run,
+        "verdict": {"leak": v.leak, "severity": v.severity, "confidence": v.confidence,
+                    "reasons": list(v.reasons), "findings": list(v.findings), "blocked": dict(v.blocked)},
+        "plan": [{"kind": a.kind, "target": a.target, "params": dict(a.params), "mode": a.mode,
+                  "reason": a.reason} for a in plan.actions],
+        "skipped": [{"what": w, "why": y} for w, y in plan.skipped],
+        "outcomes": [{"kind": o.action.kind, "target": o.action.target, "params": dict(o.action.params),
+                      "status": o.status, "error": o.error, "before": dict(o.before), "after": dict(o.after)}
+                     for o in outcomes],
+    }
+
+
+def owners_of(facts: Facts, plan: Plan) -> list[str]:
+    found = []
+    for account in facts.accounts.values():
+        for key, value in account.tags.items():
+            if key.lower() in ("owner", "owners", "contact") and value:
+                found.append(str(value))
+    return sorted(set(found))
+
+
+def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str, Any]:
+    """Run one parsed-JSON item through the pipeline. BadInput propagates; transient failures raise
+    TransientFailure only after the ledger holds what happened."""
+    from responders.actions.storage import account_state
+
+    now = rt.clock()
+    signal = parse_item(item, now=now)
+    policy = rt.settings.policy
+    dry_run = rt.settings.dry_run if execute is None else not execute
+    try:
+        facts = gather_facts(signal, rt) if needs_facts(signal, rt) else Facts()
+    except Exception as exc:
+        empty = make_plan(signal, Facts(), classify(signal, Facts(), policy), policy)
+        rt.ledger.record_incident(empty, status="facts-failed", now=now, responder=rt.settings.identity_object_id,
+                                  dry_run=dry_run)
+        rt.ledger.set_incident_status(empty.incident, "facts-failed", rt.clock(), Error=describe(exc))
+        if is_transient(exc):
+            raise TransientFailure(f"reading current state failed: {describe(exc)}") from exc
+        raise
+    verdict = classify(signal, facts, policy)
+    plan = make_plan(signal, facts, verdict, policy)
+    state_before = {a: account_state(f) for a, f in facts.accounts.items() if f.found}
+    first_status = "ignored" if not verdict.leak else ("dry-run" if dry_run else "planned")
+    rt.ledger.record_incident(plan, status=first_status, now=now, responder=rt.settings.identity_object_id,
+                              dry_run=dry_run, state_before=state_before, owners=owners_of(facts, plan))
+    outcomes = rt.executor.run(plan, dry_run=dry_run) if verdict.leak else []
+    status = incident_status(plan, outcomes, dry_run)
+    rt.ledger.set_incident_status(plan.incident, status, rt.clock())
+    log.info("incident %s source=%s kind=%s leak=%s status=%s actions=%d", plan.incident, signal.source,
+             signal.kind, verdict.leak, status, len(plan.actions))
+    result = report(plan, outcomes, status, dry_run)
+    if status == "retrying":
+        raise TransientFailure(f"incident {plan.incident}: some actions must be retried")
+    return result
+
+
+def ledger_report(row: dict[str, Any]) -> dict[str, Any]:
+    """Rebuild the report from the ledger alone: what replay prints is what the ledger proves."""
+    actions = {a["RowKey"]: a for a in row.get("actions", [])}
+    plan = row.get("Plan") or []
+    outcomes = []
+    for item in plan:
+        rec = actions.get(item["key"])
+        status = rec.get("Status", "") if rec else ("dry-run" if row.get("DryRun") else "not-started")
+        outcomes.append({"kind": item["kind"], "target": item["target"], "params": item.get("params", {}),
+                         "status": status, "error": rec.get("Error", "") if rec else "",
+                         "before": rec.get("Before", {}) if rec else {},
+                         "after": rec.get("After", {}) if rec else {}})
+    return {
+        "incident": row["PartitionKey"],
+        "event": row.get("EventId", ""),
+        "source": row.get("Source", ""),
+        "kind": row.get("SignalKind", ""),
+        "subject": row.get("Subject", ""),
+        "status": row.get("Status", ""),
+        "dry_run": bool(row.get("DryRun")),
+        "verdict": {"leak": bool(row.get("Leak")), "severity": row.get("Severity", ""),
+                    "confidence": row.get("Confidence", 0.0), "reasons": row.get("Reasons") or [],
+                    "findings": row.get("Findings") or [], "blocked": row.get("Blocked") or {}},
+        "plan": [{k: item.get(k) for k in ("kind", "target", "params", "mode", "reason")} for item in plan],
+        "skipped": [{"what": w, "why": y} for w, y in (row.get("Skipped") or [])],
+        "outcomes": outcomes,
+    }

@@ -1,0 +1,141 @@
+"""Turn func.* objects into plain data, call the pipeline, and map its results to HTTP semantics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+
+from responders.core.model import BadInput
+from responders.core.parse import VALIDATION, parse_body, parse_item
+from responders.execute import TransientFailure
+from responders.service import Runtime, process, runtime
+
+log = logging.getLogger("responders.triggers")
+JSON = "application/json"
+
+
+def _response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, sort_keys=True), status_code=status, mimetype=JSON,
+                             headers=headers or {})
+
+
+def _reject(rt: Runtime, body: bytes, reason: str, source: str) -> func.HttpResponse:
+    """400 with the reason; the body is kept in the ledger so nothing is lost."""
+    try:
+        ref = rt.ledger.reject(body, reason, source, rt.clock())
+    except Exception as exc:  # the 400 must still reach the caller
+        log.warning("could not record rejected input: %s", type(exc).__name__)
+        ref = ""
+    return _response({"error": reason, "rejected": ref}, 400)
+
+
+def eventgrid_item(event: func.EventGridEvent) -> dict[str, Any]:
+    """The Event Grid schema dict of a func.EventGridEvent, as the platform received it."""
+    when = event.event_time
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": when.isoformat().replace("+00:00", "Z") if when else "",
+        "data": event.get_json(),
+        "dataVersion": event.data_version,
+    }
+
+
+def handle_eventgrid(event: func.EventGridEvent) -> dict[str, Any] | None:
+    """Ignored and finished events return; transient failures raise so Event Grid retries."""
+    rt = runtime()
+    item = eventgrid_item(event)
+    try:
+        return process(item, rt)
+    except BadInput as exc:
+        rt.ledger.reject(json.dumps(item, default=str).encode(), str(exc), "eventgrid", rt.clock())
+        log.warning("rejected event %s: %s", event.id, exc)
+        return None
+
+
+def _validation(items: list[Any]) -> func.HttpResponse | None:
+    for item in items:
+        if isinstance(item, dict) and str(item.get("eventType", "")).lower() == VALIDATION:
+            code = (item.get("data") or {}).get("validationCode")
+            if not isinstance(code, str) or not code:
+                raise BadInput("subscription validation event without data.validationCode")
+            return _response({"validationResponse": code})
+    return None
+
+
+def _options(req: func.HttpRequest) -> func.HttpResponse:
+    """CloudEvents webhook abuse-protection handshake."""
+    origin = req.headers.get("WebHook-Request-Origin", "")
+    if not origin or len(origin) > 255:
+        return _response({"error": "OPTIONS needs a WebHook-Request-Origin header"}, 400)
+    return func.HttpResponse(status_code=200, headers={"WebHook-Allowed-Origin": origin,
+                                                       "WebHook-Allowed-Rate": "120", "Allow": "POST"})
+
+
+def _run_items(rt: Runtime, items: list[Any], execute: bool | None) -> func.HttpResponse:
+    results: list[dict[str, Any]] = []
+    try:
+        for item in items:
+            results.append(process(item, rt, execute=execute))
+    except TransientFailure as exc:
+        return _response({"error": str(exc), "results": results}, 503, {"Retry-After": "30"})
+    return _response({"results": results})
+
+
+def handle_alerts(req: func.HttpRequest) -> func.HttpResponse:
+    if req.method == "OPTIONS":
+        return _options(req)
+    rt = runtime()
+    body = req.get_body() or b""
+    try:
+        items = parse_body(body, now=rt.clock(), max_bytes=rt.settings.max_body_bytes)
+        if req.headers.get("aeg-event-type", "").lower() == "subscriptionvalidation" or len(items) == 1:
+            answer = _validation(items)
+            if answer is not None:
+                return answer
+        now = rt.clock()
+        for index, item in enumerate(items):  # all or nothing: validate the whole batch first
+            try:
+                parse_item(item, now=now)
+            except BadInput as exc:
+                raise BadInput(f"item {index}: {exc}" if len(items) > 1 else str(exc)) from exc
+    except BadInput as exc:
+        return _reject(rt, body, str(exc), "alerts")
+    return _run_items(rt, items, None)
+
+
+PLAYBOOK_KEYS = {"resourceId", "event", "execute", "actions", "reason", "requestId"}
+
+
+def handle_playbook(req: func.HttpRequest) -> func.HttpResponse:
+    rt = runtime()
+    body = req.get_body() or b""
+    try:
+        items = parse_body(body, now=rt.clock(), max_bytes=rt.settings.max_body_bytes)
+        if len(items) != 1 or not isinstance(items[0], dict):
+            raise BadInput("the playbook takes one JSON object")
+        request = items[0]
+        unknown = sorted(set(request) - PLAYBOOK_KEYS)
+        if unknown:
+            raise BadInput(f"unknown fields {unknown}; accepted: {sorted(PLAYBOOK_KEYS)}")
+        if ("resourceId" in request) == ("event" in request):
+            raise BadInput("give exactly one of resourceId or event")
+        execute = request.get("execute", False)
+        if not isinstance(execute, bool):
+            raise BadInput("execute must be true or false")
+        item = request if "resourceId" in request else request["event"]
+        parse_item(item, now=rt.clock())
+    except BadInput as exc:
+        return _reject(rt, body, str(exc), "playbook")
+    wants = execute and not rt.settings.dry_run
+    response = _run_items(rt, [item], wants)
+    if execute and rt.settings.dry_run and response.status_code == 200:
+        payload = json.loads(response.get_body())
+        payload["note"] = "RESPONDER_DRY_RUN is on: nothing was changed"
+        return _response(payload)
+    return response
