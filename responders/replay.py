@@ -20,12 +20,18 @@ from responders.standins import ROOT, StandIns, start_standins
 REDELIVERIES = 3
 
 
-def _functions() -> dict[str, Any]:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from function_app import app
+_FUNCTIONS: dict[str, Any] = {}
 
-    return {f.get_function_name(): f.get_user_function() for f in app.get_functions()}
+
+def _functions() -> dict[str, Any]:
+    """The app's registered functions by name; indexed once, as the host does (it may not repeat)."""
+    if not _FUNCTIONS:
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from function_app import app
+
+        _FUNCTIONS.update({f.get_function_name(): f.get_user_function() for f in app.get_functions()})
+    return dict(_FUNCTIONS)
 
 
 def to_eventgrid_event(item: dict[str, Any]) -> func.EventGridEvent:
@@ -161,9 +167,27 @@ class Replayer:
         if self.standins is None:
             return
         out.write("\nAfter the run, the simulated tenant holds:\n")
-        for line in self.standins.simulator.describe_state():
+        for line in describe_state(self.standins.simulator.state.snapshot(redact=True)):
             out.write(f"  {line}\n")
         incidents = list(runtime().ledger.incidents())
         rows = sum(len((runtime().ledger.incident(i["PartitionKey"]) or {}).get("actions", [])) for i in incidents)
         out.write(f"The ledger (Azurite table {runtime().settings.ledger_table}) holds {len(incidents)} incident "
                   f"rows and {rows} action rows.\n")
+
+
+def describe_state(snapshot: dict[str, Any]) -> list[str]:
+    """One line per account and service principal: what an auditor checks after containment."""
+    lines = []
+    for account in snapshot.get("accounts", {}).values():
+        props = account.get("properties", {})
+        public = [f"{name}={c.get('properties', {}).get('publicAccess')}"
+                  for name, c in account.get("containers", {}).items()
+                  if str(c.get("properties", {}).get("publicAccess", "None")) != "None"]
+        keys = {name: key.get("creationTime") for name, key in account.get("keys", {}).items()}
+        lines.append(f"{account.get('name')}: allowBlobPublicAccess={props.get('allowBlobPublicAccess', '(absent)')} "
+                     f"public containers={public or 'none'} key1 created {keys.get('key1')} "
+                     f"key2 created {keys.get('key2')}")
+    for sp in snapshot.get("servicePrincipals", {}).values():
+        lines.append(f"service principal {sp.get('displayName')} ({sp.get('id')}): "
+                     f"accountEnabled={sp.get('accountEnabled')}")
+    return lines

@@ -51,8 +51,8 @@ class Azurite:
         self.workdir = tempfile.mkdtemp(prefix="azurite-")
         self.process = subprocess.Popen(
             [str(azurite_binary()), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
-             "--inMemoryPersistence", "--disableTelemetry", "--silent", "--location", self.workdir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+             "--inMemoryPersistence", "--disableTelemetry", "--silent"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

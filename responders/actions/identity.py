@@ -44,23 +44,15 @@ def read_principal(clients: Clients, object_id: str) -> PrincipalFacts:
 
 
 def principals_for_app(clients: Clients, app_id: str) -> list[PrincipalFacts]:
-    """Resolve an application (client) id to its service principal in this tenant."""
-    from kiota_abstractions.base_request_configuration import RequestConfiguration
-    from msgraph.generated.service_principals.service_principals_request_builder import (
-        ServicePrincipalsRequestBuilder,
-    )
-
-    params = ServicePrincipalsRequestBuilder.ServicePrincipalsRequestBuilderGetQueryParameters(
-        filter=f"appId eq '{app_id}'", select=SELECT
-    )
-    result = clients.run_graph(
-        lambda g: g.service_principals.get(RequestConfiguration(query_parameters=params))
-    )
-    return [
-        PrincipalFacts(object_id=str(sp.id).lower(), app_id=str(sp.app_id or "").lower(),
-                       display_name=str(sp.display_name or ""), account_enabled=sp.account_enabled is not False)
-        for sp in (result.value or [])
-    ]
+    """Resolve an application (client) id to its service principal in this tenant (alternate key)."""
+    try:
+        sp = clients.run_graph(lambda g: g.service_principals_with_app_id(app_id).get())
+    except Exception as exc:
+        if _is_not_found(exc):
+            return []
+        raise
+    return [PrincipalFacts(object_id=str(sp.id).lower(), app_id=str(sp.app_id or "").lower(),
+                           display_name=str(sp.display_name or ""), account_enabled=sp.account_enabled is not False)]
 
 
 class DisableServicePrincipal:

@@ -1,0 +1,3 @@
+"""Shared fixtures live in tests/harness.py."""
+
+pytest_plugins = ["tests.harness"]
