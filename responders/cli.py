@@ -108,26 +108,34 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     files = list(iter_event_files(args.paths))
     if not files:
         raise CliError("no .json capture files found")
+    if args.repeat < 1:
+        raise CliError("--repeat must be at least 1")
     with Replayer.start(execute=args.execute, target=args.target, policy_file=args.policy,
                         tenant=args.tenant) as replayer:
-        results = []
-        for path in files:
-            for _ in range(args.repeat):
-                results.extend(replayer.replay_file(path))
-        calls = replayer.calls()
-        if args.format == "json":
-            for r in results:
-                out.write(json.dumps(r, sort_keys=True) + "\n")
-            out.write(json.dumps(_summary(results, calls), sort_keys=True) + "\n")
-        else:
-            _table(results, out)
-            s = _summary(results, calls)
-            mode = "EXECUTED" if args.execute else "DRY-RUN (nothing changed; add --execute)"
-            out.write(f"{mode}: {s['events']} events, {s['leaks']} leaks, {s['rejected']} rejected; "
-                      f"actions {s['actions']}; tenant calls {calls}\n")
-            if args.execute:
-                replayer.print_evidence(out)
+        write_replay(replayer, files, args, out)
     return 0
+
+
+def write_replay(replayer: Any, files: list[Path], args: argparse.Namespace, out: TextIO) -> list[dict[str, Any]]:
+    """Deliver every file (`--repeat` times) and print the table or JSON lines and the summary."""
+    results = []
+    for path in files:
+        for _ in range(args.repeat):
+            results.extend(replayer.replay_file(path))
+    calls = replayer.calls()
+    summary = _summary(results, calls)
+    if args.format == "json":
+        for r in results:
+            out.write(json.dumps(r, sort_keys=True) + "\n")
+        out.write(json.dumps(summary, sort_keys=True) + "\n")
+        return results
+    _table(results, out)
+    mode = "EXECUTED" if args.execute else "DRY-RUN (nothing changed; add --execute)"
+    out.write(f"{mode}: {summary['events']} events, {summary['leaks']} leaks, {summary['rejected']} rejected; "
+              f"actions {summary['actions']}; tenant calls {calls}\n")
+    if args.execute:
+        replayer.print_evidence(out)
+    return results
 
 
 def cmd_simulator(args: argparse.Namespace, out: TextIO) -> int:

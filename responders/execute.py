@@ -12,6 +12,7 @@ from typing import Any
 from responders.actions import HANDLERS
 from responders.clients import Clients
 from responders.core.model import Action, Outcome, Plan
+from responders.core.timeutil import is_after
 from responders.ledger import Ledger
 
 log = logging.getLogger("responders.execute")
@@ -96,6 +97,12 @@ class Executor:
             outcome = Outcome(action=action, status="pending-approval")
             self.ledger.update_action(plan.incident, action.key, Status="pending-approval", LeaseUntil="")
             return outcome
+        earlier = self.ledger.last_done(action)
+        if earlier and earlier.get("Incident") != plan.incident and is_after(earlier.get("DoneAt"), since):
+            outcome = Outcome(action=action, status="already-contained", verified_at=self.clock(),
+                              after={"containedBy": earlier.get("Incident"), "at": earlier.get("DoneAt")})
+            self.ledger.finish(plan.incident, outcome, self.clock())
+            return outcome
         before: dict[str, Any] = {}
         try:
             before = handler.read(self.clients, action)
@@ -116,6 +123,8 @@ class Executor:
             outcome = Outcome(action=action, status="retrying" if transient else "failed", before=before,
                               error=describe(exc))
         self.ledger.finish(plan.incident, outcome, self.clock())
+        if outcome.status == "contained":
+            self.ledger.mark_done(action, plan.incident, outcome.acted_at)
         return outcome
 
 

@@ -102,6 +102,23 @@ class Ledger:
             entity["Deliveries"] = 1
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
+    def head(self, incident: str) -> dict[str, Any] | None:
+        """Just the incident row (one point read), or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._ensure()
+        try:
+            return _decode(self.table.get_entity(incident, INCIDENT_ROW))
+        except ResourceNotFoundError:
+            return None
+
+    def note_delivery(self, incident: str, deliveries: int, now: str) -> None:
+        """Count a repeated delivery without touching what was recorded about the first."""
+        from azure.data.tables import UpdateMode
+
+        self.table.upsert_entity({"PartitionKey": incident, "RowKey": INCIDENT_ROW, "Deliveries": deliveries,
+                                  "LastDeliveryAt": now}, mode=UpdateMode.MERGE)
+
     def set_incident_status(self, incident: str, status: str, now: str, **extra: Any) -> None:
         from azure.data.tables import UpdateMode
 
@@ -196,6 +213,29 @@ class Ledger:
         entity = {"PartitionKey": incident, "RowKey": key}
         entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    # containment done per resource, across incidents --------------------------------------
+    @staticmethod
+    def _resource_key(action: Action) -> str:
+        raw = "|".join([action.kind, action.target.lower(), *(f"{k}={v}" for k, v in sorted(action.params.items()))])
+        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+    def last_done(self, action: Action) -> dict[str, Any] | None:
+        """When this exact step (kind, target, params) last completed, by any incident."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._ensure()
+        try:
+            return dict(self.table.get_entity("done", self._resource_key(action)))
+        except ResourceNotFoundError:
+            return None
+
+    def mark_done(self, action: Action, incident: str, done_at: str) -> None:
+        from azure.data.tables import UpdateMode
+
+        self.table.upsert_entity({"PartitionKey": "done", "RowKey": self._resource_key(action),
+                                  "Kind": action.kind, "Target": action.target, "Incident": incident,
+                                  "DoneAt": done_at}, mode=UpdateMode.MERGE)
 
     # rejected input ------------------------------------------------------------------------
     def reject(self, body: bytes, reason: str, source: str, now: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from responders.clients import Clients
 from responders.core.classify import classify
 from responders.core.model import Facts, Outcome, Plan, Signal, SignalKind
-from responders.core.parse import parse_item
+from responders.core.parse import incident_key, parse_item
 from responders.core.plan import plan as make_plan
 from responders.execute import Executor, TransientFailure, describe, is_transient
 from responders.ledger import Ledger
@@ -21,6 +21,8 @@ from responders.settings import Settings
 
 log = logging.getLogger("responders")
 DONE = ("contained", "already-contained")
+# An incident in one of these states is finished: a redelivery reports it and acts on nothing.
+SETTLED = ("contained", "ignored", "nothing-to-do", "partial", "failed", "pending-approval")
 
 
 def utc_now() -> str:
@@ -155,6 +157,14 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
     signal = parse_item(item, now=now)
     policy = rt.settings.policy
     dry_run = rt.settings.dry_run if execute is None else not execute
+    earlier = rt.ledger.head(incident_key(signal.id))
+    if earlier and (earlier.get("Status") in SETTLED or (earlier.get("Status") == "dry-run" and dry_run)):
+        rt.ledger.note_delivery(earlier["PartitionKey"], int(earlier.get("Deliveries") or 1) + 1, now)
+        recorded = ledger_report(rt.ledger.incident(earlier["PartitionKey"]) or earlier)
+        recorded["duplicate"] = True
+        log.info("incident %s: repeated delivery of %s, already %s", earlier["PartitionKey"], signal.id,
+                 earlier.get("Status"))
+        return recorded
     try:
         facts = gather_facts(signal, rt) if needs_facts(signal, rt) else Facts()
     except Exception as exc:

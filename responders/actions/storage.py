@@ -6,11 +6,11 @@ returned, logged or recorded. Verification reads `keyCreationTime` instead.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from responders.core.arm import StorageRef, parse_storage_id
 from responders.core.model import AccountFacts, Action, ContainerFacts
+from responders.core.timeutil import is_after
 
 if TYPE_CHECKING:
     from azure.mgmt.storage import StorageManagementClient
@@ -64,13 +64,6 @@ def _account_state(facts: AccountFacts) -> dict[str, Any]:
         "containers": {c.name: c.public_access for c in facts.containers},
         "keyCreationTime": dict(facts.key_creation_time),
     }
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
-        return None
 
 
 class DisablePublicAccess:
@@ -141,9 +134,7 @@ class RegenerateKey:
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         """Rotated after the signal: any key that was listed before `since` is already dead."""
-        created = _parse_time(str(state.get("keyCreationTime") or ""))
-        threshold = _parse_time(since)
-        return bool(created and threshold and created > threshold)
+        return is_after(state.get("keyCreationTime"), since)
 
     def apply(self, clients: Clients, action: Action) -> None:
         ref = _ref(action.target)

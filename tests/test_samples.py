@@ -1,0 +1,160 @@
+"""The captured samples replayed through the CLI path exactly as `make demo` does, against expectations
+kept beside them; and no secret the tenant issued appears anywhere we write."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from responders.cli import count_calls, iter_event_files, main, write_replay
+from responders.replay import Replayer
+from tests.harness import SAMPLES
+
+
+def expected(name: str) -> dict:
+    return json.loads((SAMPLES / "expected" / f"{Path(name).stem}.json").read_text())
+
+
+def replay_args(execute: bool, fmt: str = "json", repeat: int = 1) -> argparse.Namespace:
+    return argparse.Namespace(execute=execute, format=fmt, repeat=repeat)
+
+
+@pytest.fixture
+def executed(caplog: pytest.LogCaptureFixture):
+    """Replay every sample twice with --execute, keeping the tenant and ledger open for inspection."""
+    caplog.set_level(logging.DEBUG)
+    out = io.StringIO()
+    files = list(iter_event_files([str(SAMPLES / "events")]))
+    with Replayer.start(execute=True, target=None, policy_file=str(SAMPLES / "policy.yaml"),
+                        tenant=str(SAMPLES / "tenant.json")) as replayer:
+        results = write_replay(replayer, files, replay_args(True, repeat=2), out)
+        table = io.StringIO()
+        write_replay(replayer, files[:1], replay_args(True, fmt="table"), table)
+        from responders.service import runtime
+
+        rows = list(runtime().clients.table().list_entities())
+        yield {
+            "results": results,
+            "stdout": out.getvalue() + table.getvalue(),
+            "sim": replayer.standins.simulator,
+            "snapshot": replayer.standins.simulator.state.snapshot(),
+            "secrets": replayer.standins.simulator.secrets(),
+            "requests": replayer.standins.simulator.requests(),
+            "rows": rows,
+            "logs": caplog.text,
+        }
+
+
+def test_every_sample_gets_its_expected_verdict_plan_and_status(executed) -> None:
+    by_file: dict[str, list[dict]] = {}
+    for result in executed["results"]:
+        by_file.setdefault(result["file"], []).append(result)
+    assert sorted(by_file) == sorted(p.name for p in (SAMPLES / "events").glob("*.json"))
+    for name, (first, second) in by_file.items():
+        want = expected(name)
+        assert first["status"] == want["status"], name
+        if want["status"] == "rejected":
+            assert want["error"] in first["error"], name
+            continue
+        assert first["verdict"]["leak"] == want["leak"], name
+        assert first["verdict"]["severity"] == want["severity"], name
+        got = [{"kind": a["kind"], "target": a["target"], "params": a["params"]} for a in first["plan"]]
+        assert got == want["actions"], name
+        if "why" in want:
+            assert any(want["why"] in r for r in first["verdict"]["reasons"]), name
+        if "finding" in want:
+            assert any(want["finding"] in f for f in first["verdict"]["findings"]), name
+        if "skipped" in want:
+            assert any(want["skipped"] in s["why"] for s in first["skipped"]), name
+        # the second delivery finds the first one's record and acts on nothing
+        assert second["status"] == first["status"], name
+        assert second["incident"] == first["incident"], name
+
+
+def test_after_the_demo_the_tenant_is_contained(executed) -> None:
+    snap = executed["snapshot"]
+    for name in ("stsynthpublic01", "stsynthexport08", "stsynthdev06"):
+        account = snap["accounts"][name]
+        assert account["properties"]["allowBlobPublicAccess"] is False, name
+        assert {c["properties"]["publicAccess"] for c in account["containers"].values()} == {"None"}, name
+    for name in ("stsynthclaims02", "stsynthsas03", "stsynthlake09"):
+        keys = snap["accounts"][name]["keys"]
+        assert all(k["creationTime"] > "2026-02-02" for k in keys.values()), name
+    for sp in snap["servicePrincipals"].values():
+        assert sp["accountEnabled"] is False
+    # untouched: exempt, out of scope, not synthetic
+    assert snap["accounts"]["stsynthshare05"]["properties"]["allowBlobPublicAccess"] is True
+    assert snap["accounts"]["stsynthpartner07"]["properties"]["allowBlobPublicAccess"] is True
+    assert snap["accounts"]["stmarketingweb04"]["containers"]["web-assets"]["properties"]["publicAccess"] == "Blob"
+
+
+def test_each_write_happened_exactly_once_despite_double_delivery(executed) -> None:
+    writes = [(r["method"], r["path"].lower(), json.dumps(r.get("body"), sort_keys=True))
+              for r in executed["requests"]
+              if r["method"] in ("PATCH", "POST", "PUT") and not r["path"].endswith(("/query",))]
+    assert len(writes) == len(set(writes)), "a write was repeated"
+    regenerations = [w for w in writes if w[1].endswith("/regeneratekey")]
+    assert len(regenerations) == 6
+
+
+def test_ledger_holds_one_incident_row_per_event_and_one_row_per_action(executed) -> None:
+    rows = executed["rows"]
+    incidents = [r for r in rows if r["RowKey"] == "incident"]
+    actions = [r for r in rows if r["PartitionKey"].startswith("inc-") and r["RowKey"] != "incident"]
+    rejected = [r for r in rows if r["PartitionKey"] == "rejected"]
+    assert len(incidents) == 11
+    assert len(actions) == sum(len(expected(p.name).get("actions", [])) for p in (SAMPLES / "events").glob("*.json"))
+    assert all(a["Before"] and a["After"] for a in actions)
+    assert len(rejected) == 2
+    assert all(r["Reason"] for r in rejected)
+
+
+def test_no_secret_reaches_output_logs_ledger_or_responses(executed) -> None:
+    secrets = executed["secrets"]
+    assert len(secrets) > 20, "keys and tokens were issued"
+    haystacks = {
+        "stdout": executed["stdout"],
+        "logs": executed["logs"],
+        "ledger": json.dumps(executed["rows"], default=str),
+        "responses": json.dumps(executed["results"]),
+    }
+    for where, text in haystacks.items():
+        leaked = [s for s in secrets if s in text]
+        assert not leaked, f"{len(leaked)} secret(s) found in {where}"
+    assert "AccountKey=" not in executed["stdout"] + executed["logs"]
+
+
+def test_summary_line_counts_events_leaks_actions_and_calls(capsys) -> None:
+    code = main(["replay", str(SAMPLES / "events"), "--format", "json"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["events"] == 13
+    assert summary["leaks"] == 9
+    assert summary["rejected"] == 2
+    assert summary["actions"]["storage.regenerate_key"] == 6
+    assert summary["calls"]["write"] == 0, "dry-run writes nothing"
+    assert summary["calls"]["read"] > 0
+    assert all(json.loads(line)["file"] for line in lines[:-1])
+
+
+def test_cli_errors_are_one_line_messages(capsys) -> None:
+    assert main(["replay", "/no/such/path"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_count_calls_separates_reads_from_writes() -> None:
+    calls = count_calls([
+        {"method": "GET", "path": "/subscriptions/x"},
+        {"method": "POST", "path": "/v1/workspaces/w/query"},
+        {"method": "POST", "path": "/subscriptions/x/regenerateKey"},
+        {"method": "PATCH", "path": "/v1.0/servicePrincipals/y"},
+        {"method": "GET", "path": "/msi/token"},
+    ])
+    assert calls == {"read": 2, "write": 2}
