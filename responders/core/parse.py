@@ -370,7 +370,7 @@ def parse_item(item: Any, *, now: str) -> Signal:
         raise BadInput("each event must be a JSON object")
     schema = detect_schema(item)
     if schema == "eventgrid":
-        if item.get("eventType", "").lower() == VALIDATION:
+        if str(item.get("eventType", "")).lower() == VALIDATION:
             raise BadInput("subscription validation events are answered by the endpoint, not processed")
         return parse_eventgrid(item)
     if schema == "cloudevents":
