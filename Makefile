@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 AZURITE := node_modules/.bin/azurite
 PYTEST_WORKERS ?= 2
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)
 
 .PHONY: setup demo test lint bench infra-check clean
 
@@ -26,8 +29,21 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup lint
+test: setup lint infra-check
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests
+
+# checkov pins conflict with the app's, so it lives in its own virtual environment.
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $@
+
+infra-check: $(CHECKOV_STAMP)
+	mkdir -p .run
+	$(CHECKOV_VENV)/bin/checkov -d infra --framework bicep --quiet --compact --skip-download \
+		-o cli -o json --output-file-path console,.run/checkov.json
+	$(CHECKOV_VENV)/bin/python infra/checkov_gate.py .run/checkov.json
 
 bench: setup
 	$(BIN)/python -m bench
