@@ -18,7 +18,20 @@ if TYPE_CHECKING:
     from msgraph import GraphServiceClient
 
 T = TypeVar("T")
-ARM_RETRY = {"retry_total": 3, "retry_backoff_factor": 0.4, "retry_backoff_max": 8}
+RETRY_AFTER_CAP = 30.0
+
+
+def retry_policy() -> Any:
+    """azure-core's retry (429, 408, 5xx, broken connections; never 400/401/403/404), with jittered
+    backoff, honouring Retry-After but never sleeping longer than RETRY_AFTER_CAP per attempt."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    class CappedRetryPolicy(RetryPolicy):
+        def get_retry_after(self, response: Any) -> float | None:
+            value = super().get_retry_after(response)
+            return None if value is None else min(float(value), RETRY_AFTER_CAP)
+
+    return CappedRetryPolicy(retry_total=3, retry_backoff_factor=0.4, retry_backoff_max=8)
 
 
 class Clients:
@@ -51,7 +64,7 @@ class Clients:
             from azure.mgmt.storage import StorageManagementClient
 
             client = StorageManagementClient(
-                self.credential, subscription, base_url=self.settings.arm_endpoint, **ARM_RETRY
+                self.credential, subscription, base_url=self.settings.arm_endpoint, retry_policy=retry_policy()
             )
             with self._lock:
                 client = self._storage.setdefault(subscription, client)

@@ -4,6 +4,8 @@ concurrently; an action waits only for the actions it names in `after`."""
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -47,11 +49,14 @@ def describe(exc: BaseException) -> str:
 class Executor:
     """Executes plans against the adapters; the clock is injected so tests control time."""
 
-    def __init__(self, clients: Clients, ledger: Ledger, clock: Callable[[], str], workers: int = 8) -> None:
+    def __init__(self, clients: Clients, ledger: Ledger, clock: Callable[[], str], workers: int = 8,
+                 attempts: int = 3, backoff: float = 0.3) -> None:
         self.clients = clients
         self.ledger = ledger
         self.clock = clock
         self.workers = workers
+        self.attempts = attempts
+        self.backoff = backoff
 
     def run(self, plan: Plan, *, dry_run: bool) -> list[Outcome]:
         if dry_run:
@@ -78,6 +83,38 @@ class Executor:
                 remaining = [a for a in remaining if a.key not in results]
         return [results[a.key] for a in plan.actions]
 
+    def _attempts(self, handler: Any, action: Action, since: str) -> Outcome:
+        """Read, act, read back. A transient failure is retried in this delivery after re-reading the
+        state first (so a write that landed before its response was lost is not sent again)."""
+        before: dict[str, Any] = {}
+        for attempt in range(1, self.attempts + 1):
+            try:
+                state = handler.read(self.clients, action)
+                before = before or state
+                if handler.done(state, action, since):
+                    if attempt == 1:
+                        return Outcome(action=action, status="already-contained", before=state, after=state,
+                                       verified_at=self.clock())
+                    return Outcome(action=action, status="contained", before=before, after=state,
+                                   acted_at=self.clock(), verified_at=self.clock())
+                acted_at = self.clock()
+                handler.apply(self.clients, action)
+                after = {**handler.read(self.clients, action), "actedAt": acted_at}
+                verified = handler.done(after, action, since)
+                return Outcome(action=action, status="contained" if verified else "failed", before=before,
+                               after=after, acted_at=acted_at, verified_at=self.clock(),
+                               error="" if verified else "state read back does not show the change")
+            except Exception as exc:
+                transient = is_transient(exc)
+                log.warning("action %s on %s failed (attempt %d): %s", action.kind, action.target, attempt,
+                            describe(exc))
+                if not transient:
+                    return Outcome(action=action, status="failed", before=before, error=describe(exc))
+                if attempt == self.attempts:
+                    return Outcome(action=action, status="retrying", before=before, error=describe(exc))
+                _sleep(self.backoff * attempt * (1 + random.random()))
+        raise AssertionError("unreachable")
+
     def _record(self, plan: Plan, action: Action, seq: int, outcome: Outcome) -> Outcome:
         self.ledger.begin(plan, action, seq, self.clock())
         self.ledger.finish(plan.incident, outcome, self.clock())
@@ -103,29 +140,15 @@ class Executor:
                               after={"containedBy": earlier.get("Incident"), "at": earlier.get("DoneAt")})
             self.ledger.finish(plan.incident, outcome, self.clock())
             return outcome
-        before: dict[str, Any] = {}
-        try:
-            before = handler.read(self.clients, action)
-            if handler.done(before, action, since):
-                outcome = Outcome(action=action, status="already-contained", before=before, after=before,
-                                  verified_at=self.clock())
-            else:
-                acted_at = self.clock()
-                handler.apply(self.clients, action)
-                after = {**handler.read(self.clients, action), "actedAt": acted_at}
-                verified = handler.done(after, action, since)
-                outcome = Outcome(action=action, status="contained" if verified else "failed",
-                                  before=before, after=after, acted_at=acted_at, verified_at=self.clock(),
-                                  error="" if verified else "state read back does not show the change")
-        except Exception as exc:
-            transient = is_transient(exc)
-            log.warning("action %s on %s failed: %s", action.kind, action.target, describe(exc))
-            outcome = Outcome(action=action, status="retrying" if transient else "failed", before=before,
-                              error=describe(exc))
+        outcome = self._attempts(handler, action, since)
         self.ledger.finish(plan.incident, outcome, self.clock())
         if outcome.status == "contained":
             self.ledger.mark_done(action, plan.incident, outcome.acted_at)
         return outcome
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def with_mode(plan: Plan, key: str, mode: str) -> Plan:

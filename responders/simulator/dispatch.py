@@ -1,0 +1,147 @@
+"""Everything between the wire and the handlers: routing, auth, faults, the request log, admin routes."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from typing import Any
+
+from responders.simulator import graph, loganalytics, sentinel, storage
+from responders.simulator.auth import TokenStore, authenticate, issue_msi_token
+from responders.simulator.events import EventLog
+from responders.simulator.faults import Fault, FaultPlan
+from responders.simulator.routing import (
+    GRAPH,
+    LOGS,
+    MSI,
+    Call,
+    Context,
+    Reply,
+    Route,
+    api_of,
+    error,
+    fault_error,
+    route,
+)
+from responders.simulator.state import TenantState
+
+logger = logging.getLogger(__name__)
+_BAD_JSON = {GRAPH: "BadRequest", LOGS: "BadArgumentError", MSI: "BadRequest"}
+
+
+def fault_reply(fault: Fault, api: str) -> Reply | None:
+    """The injected error reply, or None when the connection is to be dropped."""
+    if fault.drop or fault.status is None:
+        return None
+    reply = fault_error(api, fault.status)
+    if fault.retry_after is not None:
+        seconds = float(fault.retry_after)
+        reply.headers["Retry-After"] = str(int(seconds)) if seconds.is_integer() else str(seconds)
+    return reply
+
+
+class Dispatcher:
+    """Thread-safe request processing shared by all connection threads of one simulator."""
+
+    def __init__(
+        self, ctx: Context, tokens: TokenStore, faults: FaultPlan, identity_header: str
+    ) -> None:
+        self.ctx, self.tokens, self.faults = ctx, tokens, faults
+        self.identity_header = identity_header
+        self._log_lock = threading.Lock()
+        self._requests: list[dict[str, Any]] = []
+        self._routes: list[Route] = [
+            route("GET", r"/msi/token", self._msi, MSI),
+            *storage.ROUTES,
+            *sentinel.ROUTES,
+            *graph.ROUTES,
+            *loganalytics.ROUTES,
+        ]
+
+    @property
+    def state(self) -> TenantState:
+        return self.ctx.state
+
+    @property
+    def events(self) -> EventLog:
+        return self.ctx.events
+
+    def _msi(self, ctx: Context, call: Call) -> Reply:
+        state = ctx.state
+        return issue_msi_token(
+            self.tokens, call, self.identity_header, state.responder_principal_id, state.responder_client_id
+        )
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self._log_lock:
+            self._requests.append(entry)
+
+    def requests(self) -> list[dict[str, Any]]:
+        with self._log_lock:
+            return copy.deepcopy(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._log_lock:
+            self._requests.clear()
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
+        bad_json: bool,
+        client: str,
+    ) -> tuple[Reply, str | None]:
+        """Route, authenticate and run one API request; returns the reply and the caller's object id."""
+        api = api_of(path)
+        matches = [r for r in self._routes if r.pattern.fullmatch(path)]
+        chosen = next((r for r in matches if r.method == method), None)
+        if chosen is None:
+            if matches:
+                return error(api, 405, "MethodNotAllowed", f"{method} is not supported on {path}."), None
+            code = "Request_ResourceNotFound" if api == GRAPH else "NotFound"
+            return error(api, 404, code, f"No route for {method} {path}."), None
+        if bad_json:
+            code = _BAD_JSON.get(api, "InvalidRequestContent")
+            return error(api, 400, code, "The request content was not valid JSON."), None
+        params = chosen.pattern.fullmatch(path).groupdict()  # type: ignore[union-attr]
+        call = Call(method, path, query, headers, body, client, params)
+        if chosen.api != MSI:
+            caller = authenticate(self.tokens, chosen.api, call.header("Authorization"))
+            if isinstance(caller, Reply):
+                return caller, None
+            call = Call(method, path, query, headers, body, client, params, caller)
+        try:
+            reply = chosen.handler(self.ctx, call)
+        except Exception:  # a simulator bug must answer 500, not kill the connection
+            logger.exception("simulator handler failed for %s %s", method, path)
+            reply = error(api, 500, "InternalServerError", "The simulator failed to handle the request.")
+        return reply, call.caller.object_id if call.caller else None
+
+    def admin(self, method: str, path: str, body: Any) -> Reply:
+        """Out-of-process control: requests, state (key values redacted), events, faults. No secrets."""
+        key = (method, path.lower())
+        if key == ("GET", "/_sim/requests"):
+            return Reply(200, self.requests())
+        if key == ("DELETE", "/_sim/requests"):
+            self.clear_requests()
+            return Reply(204)
+        if key == ("GET", "/_sim/state"):
+            return Reply(200, self.state.snapshot(redact=True))
+        if key == ("GET", "/_sim/events"):
+            return Reply(200, self.events.all())
+        if key == ("DELETE", "/_sim/events"):
+            self.events.clear()
+            return Reply(204)
+        if key == ("POST", "/_sim/faults"):
+            if not isinstance(body, dict) or not isinstance(body.get("rules", []), list):
+                return error("arm", 400, "InvalidRequestContent", 'expected {"rules": [...], "seed": n}')
+            try:
+                self.faults.set(body.get("rules", []), body.get("seed"))
+            except (ValueError, TypeError) as exc:
+                return error("arm", 400, "InvalidRequestContent", str(exc))
+            return Reply(204)
+        return error("arm", 404, "NotFound", f"No admin route {method} {path}.")

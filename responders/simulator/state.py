@@ -1,0 +1,240 @@
+"""The simulated tenant's mutable state, seeded from a tenant file and guarded by one lock."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from responders.simulator.timefmt import arm_time
+
+DEFAULT_CREATION_TIME = "2026-01-05T09:00:00.0000000Z"
+ZERO_GUID = "00000000-0000-0000-0000-000000000000"
+REDACTED = "<redacted>"
+NO_OWNER = {
+    "objectId": None,
+    "email": None,
+    "assignedTo": None,
+    "userPrincipalName": None,
+    "ownerType": "Unknown",
+}
+# Seed keys that describe the resource itself; any other top-level key of a seeded account is an
+# ARM property (allowBlobPublicAccess, publicNetworkAccess, ...), so the tenant file stays flat.
+_ACCOUNT_FIELDS = {
+    "id",
+    "name",
+    "type",
+    "location",
+    "kind",
+    "sku",
+    "tags",
+    "containers",
+    "properties",
+    "keys",
+    "keyCreationTime",
+}
+_CONTAINER_FIELDS = {"name", "etag", "properties", "id", "type"}
+
+
+def new_key_value() -> str:
+    """A storage account key looks like 64 random bytes in base64 (88 characters)."""
+    return base64.b64encode(secrets.token_bytes(64)).decode("ascii")
+
+
+def new_etag() -> str:
+    """Storage etags look like "0x8D..."; quoting follows ARM."""
+    return f'"0x8D{secrets.token_hex(6).upper()}"'
+
+
+def _split_id(resource_id: str) -> tuple[str, str, str]:
+    parts = resource_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    try:
+        return (
+            parts[lowered.index("subscriptions") + 1],
+            parts[lowered.index("resourcegroups") + 1],
+            parts[-1],
+        )
+    except (ValueError, IndexError) as exc:
+        raise ValueError(f"not a storage account id: {resource_id!r}") from exc
+
+
+class TenantState:
+    """Thread-safe store of accounts, containers, keys, service principals and Sentinel incidents."""
+
+    def __init__(self, tenant: dict[str, Any], clock: Callable[[], datetime]) -> None:
+        self.lock = threading.RLock()
+        self._clock = clock
+        self._issued_keys: set[str] = set()
+        self.tenant_id: str = tenant.get("tenantId", ZERO_GUID)
+        identity = tenant.get("responderIdentity") or {}
+        self.responder_principal_id: str = identity.get("principalId", ZERO_GUID)
+        self.responder_client_id: str = identity.get("clientId", ZERO_GUID)
+        self.accounts: dict[str, dict[str, Any]] = {}
+        for seed in tenant.get("storageAccounts", []):
+            account = self._seed_account(seed)
+            self.accounts[account["name"].lower()] = account
+        self.service_principals: dict[str, dict[str, Any]] = {
+            sp["id"].lower(): copy.deepcopy(sp) for sp in tenant.get("servicePrincipals", [])
+        }
+        logs = tenant.get("logAnalytics") or {}
+        self.workspace_id: str = logs.get("workspaceId", ZERO_GUID)
+        self.log_tables: dict[str, list[dict[str, Any]]] = copy.deepcopy(logs.get("tables") or {})
+        sentinel = tenant.get("sentinel") or {}
+        self.sentinel_scope = (
+            sentinel.get("subscriptionId", ""),
+            sentinel.get("resourceGroup", ""),
+            sentinel.get("workspaceName", ""),
+        )
+        self.incidents: dict[str, dict[str, Any]] = {}
+        for seed in sentinel.get("incidents", []):
+            incident = self._seed_incident(seed)
+            self.incidents[incident["name"].lower()] = incident
+
+    # --- seeding -------------------------------------------------------------------------------
+
+    def _seed_account(self, seed: dict[str, Any]) -> dict[str, Any]:
+        subscription, group, name = _split_id(seed["id"])
+        properties = {k: copy.deepcopy(v) for k, v in seed.items() if k not in _ACCOUNT_FIELDS}
+        properties.update(copy.deepcopy(seed.get("properties") or {}))
+        created = properties.setdefault("creationTime", DEFAULT_CREATION_TIME)
+        key_times = seed.get("keyCreationTime") or properties.pop("keyCreationTime", None) or {}
+        seeded_keys = seed.get("keys") or {}
+        keys = {}
+        for key_name in ("key1", "key2"):
+            value = seeded_keys.get(key_name) or new_key_value()
+            self._issued_keys.add(value)
+            keys[key_name] = {"value": value, "creationTime": key_times.get(key_name, created)}
+        return {
+            "id": seed["id"],
+            "name": seed.get("name", name),
+            "subscriptionId": subscription,
+            "resourceGroup": group,
+            "location": seed.get("location", "westeurope"),
+            "kind": seed.get("kind", "StorageV2"),
+            "sku": copy.deepcopy(seed.get("sku") or {"name": "Standard_LRS", "tier": "Standard"}),
+            "tags": copy.deepcopy(seed.get("tags") or {}),
+            "properties": properties,
+            "keys": keys,
+            "userDelegationKeysRevokedAt": [],
+            "containers": {c["name"].lower(): self._seed_container(c) for c in seed.get("containers", [])},
+        }
+
+    @staticmethod
+    def _seed_container(seed: dict[str, Any]) -> dict[str, Any]:
+        properties = {k: copy.deepcopy(v) for k, v in seed.items() if k not in _CONTAINER_FIELDS}
+        properties.update(copy.deepcopy(seed.get("properties") or {}))
+        properties.setdefault("publicAccess", "None")
+        properties.setdefault("metadata", {})
+        properties.setdefault("lastModifiedTime", DEFAULT_CREATION_TIME)
+        return {"name": seed["name"], "etag": seed.get("etag") or new_etag(), "properties": properties}
+
+    def _seed_incident(self, seed: dict[str, Any]) -> dict[str, Any]:
+        properties = copy.deepcopy(seed.get("properties") or {})
+        number = properties.setdefault("incidentNumber", 1)
+        properties.setdefault("labels", [])
+        properties.setdefault("description", "")
+        properties["owner"] = {**NO_OWNER, **(properties.get("owner") or {})}
+        properties.setdefault("createdTimeUtc", DEFAULT_CREATION_TIME)
+        properties.setdefault("lastModifiedTimeUtc", properties["createdTimeUtc"])
+        properties.setdefault("providerName", "Azure Sentinel")
+        properties.setdefault("providerIncidentId", str(number))
+        properties.setdefault("relatedAnalyticRuleIds", [])
+        return {
+            "name": seed["name"],
+            "etag": f'"{uuid.uuid4()}"',
+            "properties": properties,
+            "comments": {},
+            "alerts": copy.deepcopy(seed.get("alerts") or []),
+            "entities": copy.deepcopy(seed.get("entities") or []),
+        }
+
+    # --- mutations used by handlers (call with the lock held) -----------------------------------
+
+    def now(self) -> str:
+        return arm_time(self._clock())
+
+    def regenerate_key(self, account: dict[str, Any], key_name: str) -> None:
+        value = new_key_value()
+        with self.lock:
+            self._issued_keys.add(value)
+            account["keys"][key_name] = {"value": value, "creationTime": self.now()}
+
+    def issued_keys(self) -> set[str]:
+        with self.lock:
+            return set(self._issued_keys)
+
+    # --- read access for tests and the admin route ---------------------------------------------
+
+    @contextmanager
+    def locked(self) -> Iterator[TenantState]:
+        """Hold the lock to read or edit the raw dicts (accounts, service_principals, incidents)."""
+        with self.lock:
+            yield self
+
+    def account(self, name: str) -> dict[str, Any]:
+        """A copy of one account's raw record (properties, tags, keys, containers)."""
+        with self.lock:
+            return copy.deepcopy(self.accounts[name.lower()])
+
+    def container(self, account: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self.accounts[account.lower()]["containers"][name.lower()])
+
+    def keys(self, account: str) -> dict[str, str]:
+        with self.lock:
+            return {k: v["value"] for k, v in self.accounts[account.lower()]["keys"].items()}
+
+    def key_creation_times(self, account: str) -> dict[str, str]:
+        with self.lock:
+            return {k: v["creationTime"] for k, v in self.accounts[account.lower()]["keys"].items()}
+
+    def udk_revocations(self, account: str) -> list[str]:
+        """When user-delegation keys were revoked, oldest first."""
+        with self.lock:
+            return list(self.accounts[account.lower()]["userDelegationKeysRevokedAt"])
+
+    def service_principal(self, id_or_app_id: str) -> dict[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self.find_service_principal(id_or_app_id) or {})
+
+    def find_service_principal(self, id_or_app_id: str) -> dict[str, Any] | None:
+        key = id_or_app_id.lower()
+        if key in self.service_principals:
+            return self.service_principals[key]
+        return next(
+            (sp for sp in self.service_principals.values() if str(sp.get("appId", "")).lower() == key), None
+        )
+
+    def incident(self, name: str) -> dict[str, Any]:
+        with self.lock:
+            return copy.deepcopy(self.incidents[name.lower()])
+
+    def comments(self, incident: str) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(self.incidents[incident.lower()]["comments"])
+
+    def labels(self, incident: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(self.incidents[incident.lower()]["properties"].get("labels", []))
+
+    def snapshot(self, redact: bool = False) -> dict[str, Any]:
+        """Everything as plain JSON; redact=True hides key values (for the out-of-process route)."""
+        with self.lock:
+            accounts = copy.deepcopy(self.accounts)
+            if redact:
+                for account in accounts.values():
+                    for key in account["keys"].values():
+                        key["value"] = REDACTED
+            return {
+                "tenantId": self.tenant_id,
+                "accounts": {a["name"]: a for a in accounts.values()},
+                "servicePrincipals": copy.deepcopy(self.service_principals),
+                "incidents": {i["name"]: i for i in copy.deepcopy(self.incidents).values()},
+            }

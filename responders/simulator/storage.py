@@ -1,0 +1,325 @@
+"""ARM Microsoft.Storage routes: account get/update, keys, user-delegation keys and containers."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from responders.simulator.routing import ARM, Call, Context, Reply, Route, error, route
+from responders.simulator.state import new_etag
+
+ACCOUNT = (
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.Storage/storageAccounts/(?P<account>[^/]+)"
+)
+CONTAINERS = ACCOUNT + r"/blobServices/default/containers"
+OP = "Microsoft.Storage/storageAccounts"
+# Properties ARM computes; a PATCH that sends them does not change them.
+READ_ONLY = {
+    "keyCreationTime",
+    "creationTime",
+    "primaryEndpoints",
+    "primaryLocation",
+    "provisioningState",
+    "statusOfPrimary",
+    "secondaryLocation",
+    "statusOfSecondary",
+}
+BOOLEAN = {
+    "allowBlobPublicAccess",
+    "allowSharedKeyAccess",
+    "supportsHttpsTrafficOnly",
+    "allowCrossTenantReplication",
+    "isHnsEnabled",
+    "defaultToOAuthAuthentication",
+}
+PUBLIC_ACCESS = {"none": "None", "container": "Container", "blob": "Blob"}
+SERVICES = ("blob", "queue", "table", "file", "web", "dfs")
+PAIRED = {
+    "westeurope": "northeurope",
+    "northeurope": "westeurope",
+    "eastus": "westus",
+    "westus": "eastus",
+    "eastus2": "centralus",
+    "centralus": "eastus2",
+    "uksouth": "ukwest",
+    "germanywestcentral": "germanynorth",
+    "swedencentral": "swedensouth",
+    "francecentral": "francesouth",
+}
+
+
+def _find(ctx: Context, call: Call) -> dict[str, Any] | Reply:
+    """The account named by the path, checking its subscription and resource group too."""
+    p = call.params
+    account = ctx.state.accounts.get(p["account"].lower())
+    if account and (account["subscriptionId"].lower(), account["resourceGroup"].lower()) == (
+        p["sub"].lower(),
+        p["rg"].lower(),
+    ):
+        return account
+    return error(
+        ARM,
+        404,
+        "ResourceNotFound",
+        f"The Resource 'Microsoft.Storage/storageAccounts/{p['account']}' under resource "
+        f"group '{p['rg']}' was not found.",
+    )
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Stored values win, but server-computed sub-fields (e.g. encryption lastEnabledTime) survive."""
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(dict(base[key]), value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _endpoints(name: str, suffix: str, services: tuple[str, ...] = SERVICES) -> dict[str, str]:
+    return {s: f"https://{name}{suffix}.{s}.core.windows.net/" for s in services}
+
+
+def account_view(account: dict[str, Any], expand: str = "", now: str = "") -> dict[str, Any]:
+    """The GET body: allowBlobPublicAccess appears only when set (absent means allowed)."""
+    name, sku = account["name"], account["sku"].get("name", "").upper()
+    properties: dict[str, Any] = {
+        "keyCreationTime": {},
+        "primaryEndpoints": _endpoints(name, ""),
+        "primaryLocation": account["location"],
+        "provisioningState": "Succeeded",
+        "statusOfPrimary": "available",
+        "supportsHttpsTrafficOnly": True,
+        "minimumTlsVersion": "TLS1_2",
+        "isHnsEnabled": False,
+        "isSkuConversionBlocked": False,
+        "accountMigrationInProgress": False,
+        "encryption": {
+            "services": {
+                s: {
+                    "keyType": "Account",
+                    "enabled": True,
+                    "lastEnabledTime": account["properties"]["creationTime"],
+                }
+                for s in ("blob", "file")
+            },
+            "keySource": "Microsoft.Storage",
+        },
+        "networkAcls": {
+            "bypass": "AzureServices",
+            "defaultAction": "Allow",
+            "ipRules": [],
+            "virtualNetworkRules": [],
+            "resourceAccessRules": [],
+        },
+        "accessTier": "Hot",
+    }
+    properties = _merge(properties, account["properties"])
+    properties["keyCreationTime"] = {k: v["creationTime"] for k, v in account["keys"].items()}
+    routing = properties.get("routingPreference") or {}
+    if routing.get("publishMicrosoftEndpoints"):
+        properties["primaryEndpoints"]["microsoftEndpoints"] = _endpoints(name, "-microsoftrouting")
+    if routing.get("publishInternetEndpoints"):
+        properties["primaryEndpoints"]["internetEndpoints"] = _endpoints(
+            name, "-internetrouting", ("web", "dfs", "blob", "file")
+        )
+    if "GRS" in sku:  # geo-redundant SKUs report their paired region
+        properties.setdefault("secondaryLocation", PAIRED.get(account["location"].lower(), "northeurope"))
+        properties.setdefault("statusOfSecondary", "available")
+        if sku.startswith("STANDARD_RA") and "secondaryEndpoints" not in properties:
+            properties["secondaryEndpoints"] = _endpoints(name, "-secondary")
+        if "georeplicationstats" in expand.lower():
+            properties["geoReplicationStats"] = {"status": "Live", "lastSyncTime": now, "canFailover": True}
+    return {
+        "id": account["id"],
+        "name": name,
+        "type": OP,
+        "location": account["location"],
+        "kind": account["kind"],
+        "sku": copy.deepcopy(account["sku"]),
+        "tags": copy.deepcopy(account["tags"]),
+        "properties": properties,
+    }
+
+
+def get_account(ctx: Context, call: Call) -> Reply:
+    with ctx.state.lock:
+        found = _find(ctx, call)
+        if isinstance(found, Reply):
+            return found
+        return Reply(200, account_view(found, call.query.get("$expand", ""), ctx.state.now()))
+
+
+def patch_account(ctx: Context, call: Call) -> Reply:
+    body = call.body if call.body is not None else {}
+    properties = body.get("properties", {}) if isinstance(body, dict) else None
+    tags = body.get("tags") if isinstance(body, dict) else None
+    if not isinstance(properties, dict) or (tags is not None and not isinstance(tags, dict)):
+        return error(ARM, 400, "InvalidRequestContent", "The request content was invalid.")
+    for name in BOOLEAN & properties.keys():
+        if not isinstance(properties[name], bool):
+            return error(ARM, 400, "InvalidRequestContent", f"{name} must be a boolean.")
+    with ctx.state.lock:
+        account = _find(ctx, call)
+        if isinstance(account, Reply):
+            return account
+        for name, value in properties.items():
+            if name not in READ_ONLY:
+                account["properties"][name] = copy.deepcopy(value)
+        if tags is not None:  # ARM PATCH replaces the whole tag set
+            account["tags"] = {str(k): str(v) for k, v in tags.items()}
+        for field in ("sku", "kind"):
+            if isinstance(body.get(field), dict | str):
+                account[field] = copy.deepcopy(body[field])
+        ctx.events.emit(call, account["id"], account["subscriptionId"], f"{OP}/write")
+        return Reply(200, account_view(account))
+
+
+def _keys_body(account: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "keys": [
+            {
+                "keyName": name,
+                "value": key["value"],
+                "permissions": "FULL",
+                "creationTime": key["creationTime"],
+            }
+            for name, key in sorted(account["keys"].items())
+        ]
+    }
+
+
+def list_keys(ctx: Context, call: Call) -> Reply:
+    with ctx.state.lock:
+        account = _find(ctx, call)
+        if isinstance(account, Reply):
+            return account
+        ctx.events.emit(call, account["id"], account["subscriptionId"], f"{OP}/listKeys/action")
+        return Reply(200, _keys_body(account))
+
+
+def regenerate_key(ctx: Context, call: Call) -> Reply:
+    key_name = call.body.get("keyName") if isinstance(call.body, dict) else None
+    if not isinstance(key_name, str) or key_name.lower() not in ("key1", "key2"):
+        return error(
+            ARM,
+            400,
+            "InvalidValuesForRequestParameters",
+            "Values for request parameters are invalid: keyName.",
+        )
+    with ctx.state.lock:
+        account = _find(ctx, call)
+        if isinstance(account, Reply):
+            return account
+        ctx.state.regenerate_key(account, key_name.lower())
+        ctx.events.emit(call, account["id"], account["subscriptionId"], f"{OP}/regenerateKey/action")
+        return Reply(200, _keys_body(account))
+
+
+def revoke_user_delegation_keys(ctx: Context, call: Call) -> Reply:
+    with ctx.state.lock:
+        account = _find(ctx, call)
+        if isinstance(account, Reply):
+            return account
+        account["userDelegationKeysRevokedAt"].append(ctx.state.now())
+        ctx.events.emit(
+            call, account["id"], account["subscriptionId"], f"{OP}/revokeUserDelegationKeys/action"
+        )
+        return Reply(200)
+
+
+def container_view(account: dict[str, Any], container: dict[str, Any]) -> dict[str, Any]:
+    properties = {
+        "leaseStatus": "Unlocked",
+        "leaseState": "Available",
+        "hasImmutabilityPolicy": False,
+        "hasLegalHold": False,
+        "deleted": False,
+        "remainingRetentionDays": 0,
+        "defaultEncryptionScope": "$account-encryption-key",
+        "denyEncryptionScopeOverride": False,
+    }
+    properties.update(copy.deepcopy(container["properties"]))
+    return {
+        "id": f"{account['id']}/blobServices/default/containers/{container['name']}",
+        "name": container["name"],
+        "type": f"{OP}/blobServices/containers",
+        "etag": container["etag"],
+        "properties": properties,
+    }
+
+
+def _find_container(ctx: Context, call: Call) -> tuple[dict[str, Any], dict[str, Any]] | Reply:
+    account = _find(ctx, call)
+    if isinstance(account, Reply):
+        return account
+    container = account["containers"].get(call.params["container"].lower())
+    if container is None:
+        return error(ARM, 404, "ContainerNotFound", "The specified container does not exist.")
+    return account, container
+
+
+def list_containers(ctx: Context, call: Call) -> Reply:
+    with ctx.state.lock:
+        account = _find(ctx, call)
+        if isinstance(account, Reply):
+            return account
+        items = [container_view(account, c) for c in account["containers"].values()]
+        return Reply(200, {"value": items})
+
+
+def get_container(ctx: Context, call: Call) -> Reply:
+    with ctx.state.lock:
+        found = _find_container(ctx, call)
+        return found if isinstance(found, Reply) else Reply(200, container_view(*found))
+
+
+def patch_container(ctx: Context, call: Call) -> Reply:
+    body = call.body if call.body is not None else {}
+    properties = body.get("properties", {}) if isinstance(body, dict) else None
+    if not isinstance(properties, dict):
+        return error(ARM, 400, "InvalidRequestContent", "The request content was invalid.")
+    access = properties.get("publicAccess")
+    if access is not None and str(access).lower() not in PUBLIC_ACCESS:
+        return error(ARM, 400, "InvalidValuesForRequestParameters", "publicAccess is invalid.")
+    metadata = properties.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        return error(ARM, 400, "InvalidRequestContent", "metadata must be an object.")
+    with ctx.state.lock:
+        found = _find_container(ctx, call)
+        if isinstance(found, Reply):
+            return found
+        account, container = found
+        if (
+            access is not None
+            and str(access).lower() != "none"
+            and account["properties"].get("allowBlobPublicAccess") is False
+        ):
+            return error(
+                ARM,
+                409,
+                "PublicAccessNotPermitted",
+                "Public access is not permitted on this storage account.",
+            )
+        if access is not None:
+            container["properties"]["publicAccess"] = PUBLIC_ACCESS[str(access).lower()]
+        if metadata is not None:  # metadata is one value: sending it replaces the set
+            container["properties"]["metadata"] = {str(k): str(v) for k, v in metadata.items()}
+        container["properties"]["lastModifiedTime"] = ctx.state.now()
+        container["etag"] = new_etag()
+        resource_id = container_view(account, container)["id"]
+        ctx.events.emit(call, resource_id, account["subscriptionId"], f"{OP}/blobServices/containers/write")
+        return Reply(200, container_view(account, container))
+
+
+ROUTES: list[Route] = [
+    route("GET", ACCOUNT, get_account, ARM),
+    route("PATCH", ACCOUNT, patch_account, ARM),
+    route("POST", ACCOUNT + "/listKeys", list_keys, ARM),
+    route("POST", ACCOUNT + "/regenerateKey", regenerate_key, ARM),
+    route("POST", ACCOUNT + "/revokeUserDelegationKeys", revoke_user_delegation_keys, ARM),
+    route("GET", CONTAINERS, list_containers, ARM),
+    route("GET", CONTAINERS + r"/(?P<container>[^/]+)", get_container, ARM),
+    route("PATCH", CONTAINERS + r"/(?P<container>[^/]+)", patch_container, ARM),
+]
