@@ -1,8 +1,8 @@
 """Command line: replay captured events, run the simulated tenant, inspect and restore incidents.
 
-    python -m responders replay PATH... [--execute] [--format json] [--target URL]
-    python -m responders simulator --tenant samples/tenant.json
-    python -m responders ledger [INCIDENT]
+python -m responders replay PATH... [--execute] [--format json] [--target URL]
+python -m responders simulator --tenant samples/tenant.json
+python -m responders ledger [INCIDENT]
 """
 
 from __future__ import annotations
@@ -68,15 +68,18 @@ def _table(results: list[dict[str, Any]], out: TextIO) -> None:
             out.write(f"{head}  rejected: {r['error']}\n\n")
             continue
         v = r["verdict"]
-        out.write(f"{head}  leak={'yes' if v['leak'] else 'no'} severity={v['severity']} "
-                  f"incident={r['incident']}\n")
+        out.write(
+            f"{head}  leak={'yes' if v['leak'] else 'no'} severity={v['severity']} incident={r['incident']}\n"
+        )
         for reason in v["reasons"]:
             out.write(f"    why: {reason}\n")
         for finding in v["findings"]:
             out.write(f"    finding: {finding}\n")
         by_key = {(o["kind"], o["target"], json.dumps(o["params"], sort_keys=True)): o for o in r["outcomes"]}
         for action in r["plan"]:
-            o = by_key.get((action["kind"], action["target"], json.dumps(action["params"], sort_keys=True)), {})
+            o = by_key.get(
+                (action["kind"], action["target"], json.dumps(action["params"], sort_keys=True)), {}
+            )
             target = action["target"].rsplit("/", 1)[-1]
             params = " ".join(f"{k}={v}" for k, v in action["params"].items())
             status = o.get("status", "planned")
@@ -110,13 +113,16 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError("no .json capture files found")
     if args.repeat < 1:
         raise CliError("--repeat must be at least 1")
-    with Replayer.start(execute=args.execute, target=args.target, policy_file=args.policy,
-                        tenant=args.tenant) as replayer:
+    with Replayer.start(
+        execute=args.execute, target=args.target, policy_file=args.policy, tenant=args.tenant
+    ) as replayer:
         write_replay(replayer, files, args, out)
     return 0
 
 
-def write_replay(replayer: Any, files: list[Path], args: argparse.Namespace, out: TextIO) -> list[dict[str, Any]]:
+def write_replay(
+    replayer: Any, files: list[Path], args: argparse.Namespace, out: TextIO
+) -> list[dict[str, Any]]:
     """Deliver every file (`--repeat` times) and print the table or JSON lines and the summary."""
     results = []
     for path in files:
@@ -131,8 +137,10 @@ def write_replay(replayer: Any, files: list[Path], args: argparse.Namespace, out
         return results
     _table(results, out)
     mode = "EXECUTED" if args.execute else "DRY-RUN (nothing changed; add --execute)"
-    out.write(f"{mode}: {summary['events']} events, {summary['leaks']} leaks, {summary['rejected']} rejected; "
-              f"actions {summary['actions']}; tenant calls {calls}\n")
+    out.write(
+        f"{mode}: {summary['events']} events, {summary['leaks']} leaks, {summary['rejected']} rejected; "
+        f"actions {summary['actions']}; tenant calls {calls}\n"
+    )
     if args.execute:
         replayer.print_evidence(out)
     return results
@@ -156,8 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--format", choices=("table", "json"), default="table")
     replay.add_argument("--target", help="post to a running Functions host, e.g. http://localhost:7071")
     replay.add_argument("--policy", default=str(ROOT / "samples" / "policy.yaml"), help="policy file")
-    replay.add_argument("--tenant", default=str(ROOT / "samples" / "tenant.json"),
-                        help="tenant seed for the simulator started when no endpoints are set")
+    replay.add_argument(
+        "--tenant",
+        default=str(ROOT / "samples" / "tenant.json"),
+        help="tenant seed for the simulator started when no endpoints are set",
+    )
     replay.add_argument("--repeat", type=int, default=1, help="deliver each event N times (at-least-once)")
     replay.set_defaults(func=cmd_replay)
     sim = sub.add_parser("simulator", help="serve the simulated tenant over HTTPS on loopback")

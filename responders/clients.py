@@ -64,7 +64,10 @@ class Clients:
             from azure.mgmt.storage import StorageManagementClient
 
             client = StorageManagementClient(
-                self.credential, subscription, base_url=self.settings.arm_endpoint, retry_policy=retry_policy()
+                self.credential,
+                subscription,
+                base_url=self.settings.arm_endpoint,
+                retry_policy=retry_policy(),
             )
             with self._lock:
                 client = self._storage.setdefault(subscription, client)
@@ -120,7 +123,9 @@ class Clients:
                     scopes=["https://graph.microsoft.com/.default"],
                     allowed_hosts=[host],
                 )
-                adapter = GraphRequestAdapter(auth, client=GraphClientFactory.create_with_default_middleware())
+                adapter = GraphRequestAdapter(
+                    auth, client=GraphClientFactory.create_with_default_middleware()
+                )
                 adapter.base_url = self.settings.graph_endpoint
                 self._graph = GraphServiceClient(request_adapter=adapter)
             return self._graph

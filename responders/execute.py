@@ -49,8 +49,15 @@ def describe(exc: BaseException) -> str:
 class Executor:
     """Executes plans against the adapters; the clock is injected so tests control time."""
 
-    def __init__(self, clients: Clients, ledger: Ledger, clock: Callable[[], str], workers: int = 8,
-                 attempts: int = 3, backoff: float = 0.3) -> None:
+    def __init__(
+        self,
+        clients: Clients,
+        ledger: Ledger,
+        clock: Callable[[], str],
+        workers: int = 8,
+        attempts: int = 3,
+        backoff: float = 0.3,
+    ) -> None:
         self.clients = clients
         self.ledger = ledger
         self.clock = clock
@@ -72,10 +79,20 @@ class Executor:
                     raise RuntimeError("plan has a dependency cycle")
                 futures = {}
                 for action in wave:
-                    blocked = [d for d in action.after if results[d].status not in ("contained", "already-contained")]
+                    blocked = [
+                        d for d in action.after if results[d].status not in ("contained", "already-contained")
+                    ]
                     if blocked:
-                        results[action.key] = self._record(plan, action, seq[action.key], Outcome(
-                            action=action, status="skipped", error="an earlier step it depends on did not complete"))
+                        results[action.key] = self._record(
+                            plan,
+                            action,
+                            seq[action.key],
+                            Outcome(
+                                action=action,
+                                status="skipped",
+                                error="an earlier step it depends on did not complete",
+                            ),
+                        )
                         continue
                     futures[action.key] = pool.submit(self._one, plan, action, seq[action.key], since)
                 for key, future in futures.items():
@@ -93,21 +110,43 @@ class Executor:
                 before = before or state
                 if handler.done(state, action, since):
                     if attempt == 1:
-                        return Outcome(action=action, status="already-contained", before=state, after=state,
-                                       verified_at=self.clock())
-                    return Outcome(action=action, status="contained", before=before, after=state,
-                                   acted_at=self.clock(), verified_at=self.clock())
+                        return Outcome(
+                            action=action,
+                            status="already-contained",
+                            before=state,
+                            after=state,
+                            verified_at=self.clock(),
+                        )
+                    return Outcome(
+                        action=action,
+                        status="contained",
+                        before=before,
+                        after=state,
+                        acted_at=self.clock(),
+                        verified_at=self.clock(),
+                    )
                 acted_at = self.clock()
                 handler.apply(self.clients, action)
                 after = {**handler.read(self.clients, action), "actedAt": acted_at}
                 verified = handler.done(after, action, since)
-                return Outcome(action=action, status="contained" if verified else "failed", before=before,
-                               after=after, acted_at=acted_at, verified_at=self.clock(),
-                               error="" if verified else "state read back does not show the change")
+                return Outcome(
+                    action=action,
+                    status="contained" if verified else "failed",
+                    before=before,
+                    after=after,
+                    acted_at=acted_at,
+                    verified_at=self.clock(),
+                    error="" if verified else "state read back does not show the change",
+                )
             except Exception as exc:
                 transient = is_transient(exc)
-                log.warning("action %s on %s failed (attempt %d): %s", action.kind, action.target, attempt,
-                            describe(exc))
+                log.warning(
+                    "action %s on %s failed (attempt %d): %s",
+                    action.kind,
+                    action.target,
+                    attempt,
+                    describe(exc),
+                )
                 if not transient:
                     return Outcome(action=action, status="failed", before=before, error=describe(exc))
                 if attempt == self.attempts:
@@ -126,18 +165,30 @@ class Executor:
         if not owned:
             status = row.get("Status", "")
             if status == "started":
-                return Outcome(action=action, status="in-progress", error="another delivery holds this action")
-            return Outcome(action=action, status=status, before=row.get("Before") or {},
-                           after=row.get("After") or {}, error=row.get("Error", ""),
-                           acted_at=row.get("ActedAt", ""), verified_at=row.get("VerifiedAt", ""))
+                return Outcome(
+                    action=action, status="in-progress", error="another delivery holds this action"
+                )
+            return Outcome(
+                action=action,
+                status=status,
+                before=row.get("Before") or {},
+                after=row.get("After") or {},
+                error=row.get("Error", ""),
+                acted_at=row.get("ActedAt", ""),
+                verified_at=row.get("VerifiedAt", ""),
+            )
         if action.mode == "approval" and row.get("Mode") != "approved":
             outcome = Outcome(action=action, status="pending-approval")
             self.ledger.update_action(plan.incident, action.key, Status="pending-approval", LeaseUntil="")
             return outcome
         earlier = self.ledger.last_done(action)
         if earlier and earlier.get("Incident") != plan.incident and is_after(earlier.get("DoneAt"), since):
-            outcome = Outcome(action=action, status="already-contained", verified_at=self.clock(),
-                              after={"containedBy": earlier.get("Incident"), "at": earlier.get("DoneAt")})
+            outcome = Outcome(
+                action=action,
+                status="already-contained",
+                verified_at=self.clock(),
+                after={"containedBy": earlier.get("Incident"), "at": earlier.get("DoneAt")},
+            )
             self.ledger.finish(plan.incident, outcome, self.clock())
             return outcome
         outcome = self._attempts(handler, action, since)

@@ -6,6 +6,7 @@ are created with a conditional insert: a redelivered event finds the earlier row
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -48,15 +49,22 @@ class Ledger:
         if not self._ready:
             from azure.core.exceptions import ResourceExistsError
 
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 self.table.create_table()
-            except ResourceExistsError:
-                pass
             self._ready = True
 
     # incidents -----------------------------------------------------------------------------
-    def record_incident(self, plan: Plan, *, status: str, now: str, responder: str, dry_run: bool,
-                        state_before: Mapping[str, Any] | None = None, owners: list[str] | None = None) -> None:
+    def record_incident(
+        self,
+        plan: Plan,
+        *,
+        status: str,
+        now: str,
+        responder: str,
+        dry_run: bool,
+        state_before: Mapping[str, Any] | None = None,
+        owners: list[str] | None = None,
+    ) -> None:
         """Upsert the incident row (merge), keeping the first detection time of the incident."""
         from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import UpdateMode
@@ -116,8 +124,15 @@ class Ledger:
         """Count a repeated delivery without touching what was recorded about the first."""
         from azure.data.tables import UpdateMode
 
-        self.table.upsert_entity({"PartitionKey": incident, "RowKey": INCIDENT_ROW, "Deliveries": deliveries,
-                                  "LastDeliveryAt": now}, mode=UpdateMode.MERGE)
+        self.table.upsert_entity(
+            {
+                "PartitionKey": incident,
+                "RowKey": INCIDENT_ROW,
+                "Deliveries": deliveries,
+                "LastDeliveryAt": now,
+            },
+            mode=UpdateMode.MERGE,
+        )
 
     def set_incident_status(self, incident: str, status: str, now: str, **extra: Any) -> None:
         from azure.data.tables import UpdateMode
@@ -135,8 +150,10 @@ class Ledger:
         if head is None:
             return None
         out = _decode(head)
-        out["actions"] = sorted((_decode(r) for r in rows if r["RowKey"] != INCIDENT_ROW),
-                                key=lambda r: (r.get("Seq", 0), r["RowKey"]))
+        out["actions"] = sorted(
+            (_decode(r) for r in rows if r["RowKey"] != INCIDENT_ROW),
+            key=lambda r: (r.get("Seq", 0), r["RowKey"]),
+        )
         return out
 
     def incidents(self) -> Iterator[dict[str, Any]]:
@@ -178,12 +195,21 @@ class Ledger:
         lease_open = status == "started" and str(row.get("LeaseUntil", "")) > now
         if status in TERMINAL or lease_open:
             return False, _decode(row)
-        takeover = {"PartitionKey": plan.incident, "RowKey": action.key, "Status": "started",
-                    "LeaseUntil": lease, "Attempts": int(row.get("Attempts") or 0) + 1,
-                    "Mode": action.mode}
+        takeover = {
+            "PartitionKey": plan.incident,
+            "RowKey": action.key,
+            "Status": "started",
+            "LeaseUntil": lease,
+            "Attempts": int(row.get("Attempts") or 0) + 1,
+            "Mode": action.mode,
+        }
         try:
-            self.table.update_entity(takeover, mode=UpdateMode.MERGE, etag=row.metadata["etag"],
-                                     match_condition=MatchConditions.IfNotModified)
+            self.table.update_entity(
+                takeover,
+                mode=UpdateMode.MERGE,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
         except ResourceModifiedError:
             return False, _decode(self.table.get_entity(plan.incident, action.key))
         merged = _decode(row)
@@ -217,7 +243,9 @@ class Ledger:
     # containment done per resource, across incidents --------------------------------------
     @staticmethod
     def _resource_key(action: Action) -> str:
-        raw = "|".join([action.kind, action.target.lower(), *(f"{k}={v}" for k, v in sorted(action.params.items()))])
+        raw = "|".join(
+            [action.kind, action.target.lower(), *(f"{k}={v}" for k, v in sorted(action.params.items()))]
+        )
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def last_done(self, action: Action) -> dict[str, Any] | None:
@@ -233,9 +261,17 @@ class Ledger:
     def mark_done(self, action: Action, incident: str, done_at: str) -> None:
         from azure.data.tables import UpdateMode
 
-        self.table.upsert_entity({"PartitionKey": "done", "RowKey": self._resource_key(action),
-                                  "Kind": action.kind, "Target": action.target, "Incident": incident,
-                                  "DoneAt": done_at}, mode=UpdateMode.MERGE)
+        self.table.upsert_entity(
+            {
+                "PartitionKey": "done",
+                "RowKey": self._resource_key(action),
+                "Kind": action.kind,
+                "Target": action.target,
+                "Incident": incident,
+                "DoneAt": done_at,
+            },
+            mode=UpdateMode.MERGE,
+        )
 
     # rejected input ------------------------------------------------------------------------
     def reject(self, body: bytes, reason: str, source: str, now: str) -> str:
@@ -244,15 +280,18 @@ class Ledger:
 
         self._ensure()
         digest = hashlib.sha256(body).hexdigest()[:32]
-        self.table.upsert_entity({
-            "PartitionKey": "rejected",
-            "RowKey": digest,
-            "Source": source,
-            "Reason": reason[:2000],
-            "Size": len(body),
-            "Body": body[:16_000].decode("utf-8", "replace"),
-            "ReceivedAt": now,
-        }, mode=UpdateMode.MERGE)
+        self.table.upsert_entity(
+            {
+                "PartitionKey": "rejected",
+                "RowKey": digest,
+                "Source": source,
+                "Reason": reason[:2000],
+                "Size": len(body),
+                "Body": body[:16_000].decode("utf-8", "replace"),
+                "ReceivedAt": now,
+            },
+            mode=UpdateMode.MERGE,
+        )
         return digest
 
 
@@ -262,12 +301,32 @@ def _shift(iso: str, seconds: int) -> str:
 
 
 def _action_summary(action: Action) -> dict[str, Any]:
-    return {"key": action.key, "kind": action.kind, "target": action.target, "params": dict(action.params),
-            "mode": action.mode, "reversible": action.reversible, "reason": action.reason}
+    return {
+        "key": action.key,
+        "kind": action.kind,
+        "target": action.target,
+        "params": dict(action.params),
+        "mode": action.mode,
+        "reversible": action.reversible,
+        "reason": action.reason,
+    }
 
 
-JSON_FIELDS = {"Reasons", "Findings", "Blocked", "Plan", "Skipped", "Params", "Before", "After",
-               "StateBefore", "Owners", "Caller", "Evidence", "Comment"}
+JSON_FIELDS = {
+    "Reasons",
+    "Findings",
+    "Blocked",
+    "Plan",
+    "Skipped",
+    "Params",
+    "Before",
+    "After",
+    "StateBefore",
+    "Owners",
+    "Caller",
+    "Evidence",
+    "Comment",
+}
 
 
 def _decode(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,14 +37,24 @@ def _functions() -> dict[str, Any]:
 def to_eventgrid_event(item: dict[str, Any]) -> func.EventGridEvent:
     when = item.get("eventTime") or None
     moment = datetime.fromisoformat(when[:26].rstrip("Z") + "+00:00") if when else None
-    return func.EventGridEvent(id=item["id"], data=item.get("data"), topic=item.get("topic", ""),
-                               subject=item["subject"], event_type=item["eventType"], event_time=moment,
-                               data_version=item.get("dataVersion", ""))
+    return func.EventGridEvent(
+        id=item["id"],
+        data=item.get("data"),
+        topic=item.get("topic", ""),
+        subject=item["subject"],
+        event_type=item["eventType"],
+        event_time=moment,
+        data_version=item.get("dataVersion", ""),
+    )
 
 
 def http_request(route: str, body: bytes, headers: dict[str, str] | None = None) -> func.HttpRequest:
-    return func.HttpRequest(method="POST", url=f"http://localhost/api/{route}", body=body,
-                            headers={"content-type": "application/json", **(headers or {})})
+    return func.HttpRequest(
+        method="POST",
+        url=f"http://localhost/api/{route}",
+        body=body,
+        headers={"content-type": "application/json", **(headers or {})},
+    )
 
 
 class Replayer:
@@ -57,16 +67,17 @@ class Replayer:
 
     @classmethod
     @contextmanager
-    def start(cls, *, execute: bool, target: str | None, policy_file: str,
-              tenant: str) -> Iterator[Replayer]:
+    def start(cls, *, execute: bool, target: str | None, policy_file: str, tenant: str) -> Iterator[Replayer]:
         if target:
             yield cls(None, target)
             return
         from responders.service import Runtime, set_runtime
         from responders.settings import Settings
 
-        standins = start_standins(Path(tenant), {"RESPONDER_POLICY_FILE": policy_file,
-                                                 "RESPONDER_DRY_RUN": "false" if execute else "true"})
+        standins = start_standins(
+            Path(tenant),
+            {"RESPONDER_POLICY_FILE": policy_file, "RESPONDER_DRY_RUN": "false" if execute else "true"},
+        )
         try:
             standins.apply_env()
             set_runtime(Runtime.from_settings(Settings.from_env()))
@@ -109,8 +120,12 @@ class Replayer:
 
     def _eventgrid(self, item: dict[str, Any], name: str) -> dict[str, Any]:
         if self.target:
-            return self._remote(f"/runtime/webhooks/eventgrid?functionName=eventgrid_trigger", [item], name,
-                                {"aeg-event-type": "Notification"})
+            return self._remote(
+                "/runtime/webhooks/eventgrid?functionName=eventgrid_trigger",
+                [item],
+                name,
+                {"aeg-event-type": "Notification"},
+            )
         from responders.execute import TransientFailure
         from responders.service import ledger_report, runtime
 
@@ -138,20 +153,26 @@ class Replayer:
         response = self.functions[route](http_request(route, body, {"aeg-event-type": "Notification"}))
         payload = json.loads(response.get_body() or b"{}")
         if response.status_code >= 400:
-            return {"file": name, "status": "rejected", "error": payload.get("error", str(response.status_code)),
-                    "http_status": response.status_code}
+            return {
+                "file": name,
+                "status": "rejected",
+                "error": payload.get("error", str(response.status_code)),
+                "http_status": response.status_code,
+            }
         results = payload.get("results") or [payload]
         first = dict(results[0])
         first["file"] = name
         return first
 
-    def _remote(self, path: str, payload: Any, name: str, headers: dict[str, str],
-                raw: bytes | None = None) -> dict[str, Any]:
+    def _remote(
+        self, path: str, payload: Any, name: str, headers: dict[str, str], raw: bytes | None = None
+    ) -> dict[str, Any]:
         import requests
 
         data = raw if raw is not None else json.dumps(payload).encode()
-        response = requests.post(self.target + path, data=data, timeout=60,
-                                 headers={"content-type": "application/json", **headers})
+        response = requests.post(
+            self.target + path, data=data, timeout=60, headers={"content-type": "application/json", **headers}
+        )
         result: dict[str, Any] = {"file": name, "http_status": response.status_code}
         if response.status_code >= 400:
             result.update(status="rejected", error=response.text[:500])
@@ -170,9 +191,13 @@ class Replayer:
         for line in describe_state(self.standins.simulator.state.snapshot(redact=True)):
             out.write(f"  {line}\n")
         incidents = list(runtime().ledger.incidents())
-        rows = sum(len((runtime().ledger.incident(i["PartitionKey"]) or {}).get("actions", [])) for i in incidents)
-        out.write(f"The ledger (Azurite table {runtime().settings.ledger_table}) holds {len(incidents)} incident "
-                  f"rows and {rows} action rows.\n")
+        rows = sum(
+            len((runtime().ledger.incident(i["PartitionKey"]) or {}).get("actions", [])) for i in incidents
+        )
+        out.write(
+            f"The ledger (Azurite table {runtime().settings.ledger_table}) holds {len(incidents)} incident "
+            f"rows and {rows} action rows.\n"
+        )
 
 
 def describe_state(snapshot: dict[str, Any]) -> list[str]:
@@ -180,14 +205,20 @@ def describe_state(snapshot: dict[str, Any]) -> list[str]:
     lines = []
     for account in snapshot.get("accounts", {}).values():
         props = account.get("properties", {})
-        public = [f"{name}={c.get('properties', {}).get('publicAccess')}"
-                  for name, c in account.get("containers", {}).items()
-                  if str(c.get("properties", {}).get("publicAccess", "None")) != "None"]
+        public = [
+            f"{name}={c.get('properties', {}).get('publicAccess')}"
+            for name, c in account.get("containers", {}).items()
+            if str(c.get("properties", {}).get("publicAccess", "None")) != "None"
+        ]
         keys = {name: key.get("creationTime") for name, key in account.get("keys", {}).items()}
-        lines.append(f"{account.get('name')}: allowBlobPublicAccess={props.get('allowBlobPublicAccess', '(absent)')} "
-                     f"public containers={public or 'none'} key1 created {keys.get('key1')} "
-                     f"key2 created {keys.get('key2')}")
+        lines.append(
+            f"{account.get('name')}: allowBlobPublicAccess={props.get('allowBlobPublicAccess', '(absent)')} "
+            f"public containers={public or 'none'} key1 created {keys.get('key1')} "
+            f"key2 created {keys.get('key2')}"
+        )
     for sp in snapshot.get("servicePrincipals", {}).values():
-        lines.append(f"service principal {sp.get('displayName')} ({sp.get('id')}): "
-                     f"accountEnabled={sp.get('accountEnabled')}")
+        lines.append(
+            f"service principal {sp.get('displayName')} ({sp.get('id')}): "
+            f"accountEnabled={sp.get('accountEnabled')}"
+        )
     return lines

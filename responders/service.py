@@ -84,7 +84,9 @@ def gather_facts(signal: Signal, rt: Runtime) -> Facts:
 
     principals = list(signal.principals)
     if signal.caller.object_id and signal.kind in (
-        SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY
+        SignalKind.KEYS_LISTED,
+        SignalKind.SAS_LISTED,
+        SignalKind.USER_DELEGATION_KEY,
     ):
         principals.append(signal.caller.object_id)
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="facts") as pool:
@@ -128,14 +130,31 @@ def report(plan: Plan, outcomes: list[Outcome], status: str, dry_run: bool) -> d
         "subject": plan.signal.subject,
         "status": status,
         "dry_run": dry_run,
-        "verdict": {"leak": v.leak, "severity": v.severity, "confidence": v.confidence,
-                    "reasons": list(v.reasons), "findings": list(v.findings), "blocked": dict(v.blocked)},
-        "plan": [{"kind": a.kind, "target": a.target, "params": dict(a.params), "mode": a.mode,
-                  "reason": a.reason} for a in plan.actions],
+        "verdict": {
+            "leak": v.leak,
+            "severity": v.severity,
+            "confidence": v.confidence,
+            "reasons": list(v.reasons),
+            "findings": list(v.findings),
+            "blocked": dict(v.blocked),
+        },
+        "plan": [
+            {"kind": a.kind, "target": a.target, "params": dict(a.params), "mode": a.mode, "reason": a.reason}
+            for a in plan.actions
+        ],
         "skipped": [{"what": w, "why": y} for w, y in plan.skipped],
-        "outcomes": [{"kind": o.action.kind, "target": o.action.target, "params": dict(o.action.params),
-                      "status": o.status, "error": o.error, "before": dict(o.before), "after": dict(o.after)}
-                     for o in outcomes],
+        "outcomes": [
+            {
+                "kind": o.action.kind,
+                "target": o.action.target,
+                "params": dict(o.action.params),
+                "status": o.status,
+                "error": o.error,
+                "before": dict(o.before),
+                "after": dict(o.after),
+            }
+            for o in outcomes
+        ],
     }
 
 
@@ -162,15 +181,20 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
         rt.ledger.note_delivery(earlier["PartitionKey"], int(earlier.get("Deliveries") or 1) + 1, now)
         recorded = ledger_report(rt.ledger.incident(earlier["PartitionKey"]) or earlier)
         recorded["duplicate"] = True
-        log.info("incident %s: repeated delivery of %s, already %s", earlier["PartitionKey"], signal.id,
-                 earlier.get("Status"))
+        log.info(
+            "incident %s: repeated delivery of %s, already %s",
+            earlier["PartitionKey"],
+            signal.id,
+            earlier.get("Status"),
+        )
         return recorded
     try:
         facts = gather_facts(signal, rt) if needs_facts(signal, rt) else Facts()
     except Exception as exc:
         empty = make_plan(signal, Facts(), classify(signal, Facts(), policy), policy)
-        rt.ledger.record_incident(empty, status="facts-failed", now=now, responder=rt.settings.identity_object_id,
-                                  dry_run=dry_run)
+        rt.ledger.record_incident(
+            empty, status="facts-failed", now=now, responder=rt.settings.identity_object_id, dry_run=dry_run
+        )
         rt.ledger.set_incident_status(empty.incident, "facts-failed", rt.clock(), Error=describe(exc))
         if is_transient(exc):
             raise TransientFailure(f"reading current state failed: {describe(exc)}") from exc
@@ -179,13 +203,27 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
     plan = make_plan(signal, facts, verdict, policy)
     state_before = {a: account_state(f) for a, f in facts.accounts.items() if f.found}
     first_status = "ignored" if not verdict.leak else ("dry-run" if dry_run else "planned")
-    rt.ledger.record_incident(plan, status=first_status, now=now, responder=rt.settings.identity_object_id,
-                              dry_run=dry_run, state_before=state_before, owners=owners_of(facts, plan))
+    rt.ledger.record_incident(
+        plan,
+        status=first_status,
+        now=now,
+        responder=rt.settings.identity_object_id,
+        dry_run=dry_run,
+        state_before=state_before,
+        owners=owners_of(facts, plan),
+    )
     outcomes = rt.executor.run(plan, dry_run=dry_run) if verdict.leak else []
     status = incident_status(plan, outcomes, dry_run)
     rt.ledger.set_incident_status(plan.incident, status, rt.clock())
-    log.info("incident %s source=%s kind=%s leak=%s status=%s actions=%d", plan.incident, signal.source,
-             signal.kind, verdict.leak, status, len(plan.actions))
+    log.info(
+        "incident %s source=%s kind=%s leak=%s status=%s actions=%d",
+        plan.incident,
+        signal.source,
+        signal.kind,
+        verdict.leak,
+        status,
+        len(plan.actions),
+    )
     result = report(plan, outcomes, status, dry_run)
     if status == "retrying":
         raise TransientFailure(f"incident {plan.incident}: some actions must be retried")
@@ -200,10 +238,17 @@ def ledger_report(row: dict[str, Any]) -> dict[str, Any]:
     for item in plan:
         rec = actions.get(item["key"])
         status = rec.get("Status", "") if rec else ("dry-run" if row.get("DryRun") else "not-started")
-        outcomes.append({"kind": item["kind"], "target": item["target"], "params": item.get("params", {}),
-                         "status": status, "error": rec.get("Error", "") if rec else "",
-                         "before": rec.get("Before", {}) if rec else {},
-                         "after": rec.get("After", {}) if rec else {}})
+        outcomes.append(
+            {
+                "kind": item["kind"],
+                "target": item["target"],
+                "params": item.get("params", {}),
+                "status": status,
+                "error": rec.get("Error", "") if rec else "",
+                "before": rec.get("Before", {}) if rec else {},
+                "after": rec.get("After", {}) if rec else {},
+            }
+        )
     return {
         "incident": row["PartitionKey"],
         "event": row.get("EventId", ""),
@@ -212,9 +257,14 @@ def ledger_report(row: dict[str, Any]) -> dict[str, Any]:
         "subject": row.get("Subject", ""),
         "status": row.get("Status", ""),
         "dry_run": bool(row.get("DryRun")),
-        "verdict": {"leak": bool(row.get("Leak")), "severity": row.get("Severity", ""),
-                    "confidence": row.get("Confidence", 0.0), "reasons": row.get("Reasons") or [],
-                    "findings": row.get("Findings") or [], "blocked": row.get("Blocked") or {}},
+        "verdict": {
+            "leak": bool(row.get("Leak")),
+            "severity": row.get("Severity", ""),
+            "confidence": row.get("Confidence", 0.0),
+            "reasons": row.get("Reasons") or [],
+            "findings": row.get("Findings") or [],
+            "blocked": row.get("Blocked") or {},
+        },
         "plan": [{k: item.get(k) for k in ("kind", "target", "params", "mode", "reason")} for item in plan],
         "skipped": [{"what": w, "why": y} for w, y in (row.get("Skipped") or [])],
         "outcomes": outcomes,

@@ -130,10 +130,14 @@ class Settings:
             if self.local and not is_loopback_url(url):
                 raise ConfigError(f"{name} must be a loopback address when RESPONDER_LOCAL is set")
         if self.local and self.ledger_endpoint and not is_loopback_url(self.ledger_endpoint):
-            raise ConfigError("RESPONDER_LEDGER_ENDPOINT must be a loopback address when RESPONDER_LOCAL is set")
+            raise ConfigError(
+                "RESPONDER_LEDGER_ENDPOINT must be a loopback address when RESPONDER_LOCAL is set"
+            )
         if self.local:
             identity = os.environ.get("IDENTITY_ENDPOINT", "")
             if identity and not is_loopback_url(identity):
                 raise ConfigError("IDENTITY_ENDPOINT must be a loopback address when RESPONDER_LOCAL is set")
         if not self.ledger_endpoint and not self.ledger_connection_string:
-            raise ConfigError("set RESPONDER_LEDGER_ENDPOINT (Azure) or RESPONDER_LEDGER_CONNECTION_STRING (local)")
+            raise ConfigError(
+                "set RESPONDER_LEDGER_ENDPOINT (Azure) or RESPONDER_LEDGER_CONNECTION_STRING (local)"
+            )

@@ -49,10 +49,21 @@ class Azurite:
     def start(self, timeout: float = 30.0) -> Azurite:
         self.port = self.port or free_port()
         self.workdir = tempfile.mkdtemp(prefix="azurite-")
-        self.process = subprocess.Popen(
-            [str(azurite_binary()), "--tableHost", "127.0.0.1", "--tablePort", str(self.port),
-             "--inMemoryPersistence", "--disableTelemetry", "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, cwd=self.workdir,
+        self.process = subprocess.Popen(  # noqa: S603 - our own pinned binary, fixed arguments
+            [
+                str(azurite_binary()),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(self.port),
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            cwd=self.workdir,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -69,8 +80,10 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-                f"TableEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};")
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"TableEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -86,8 +99,13 @@ class Azurite:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def local_env(sim_url: str, ca_path: str, identity_header: str, ledger_connection: str,
-              extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def local_env(
+    sim_url: str,
+    ca_path: str,
+    identity_header: str,
+    ledger_connection: str,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Environment that makes an unchanged DefaultAzureCredential and every SDK client use loopback."""
     env = {
         "RESPONDER_LOCAL": "true",
@@ -134,8 +152,9 @@ class StandIns:
         self.azurite.stop()
 
 
-def start_standins(tenant_path: Path | None = None, extra_env: Mapping[str, str] | None = None,
-                   seed: int = 0) -> StandIns:
+def start_standins(
+    tenant_path: Path | None = None, extra_env: Mapping[str, str] | None = None, seed: int = 0
+) -> StandIns:
     """Start the simulated tenant and Azurite, and compute the environment for them."""
     from responders.simulator import Simulator
 
@@ -158,6 +177,7 @@ def start_standins(tenant_path: Path | None = None, extra_env: Mapping[str, str]
             f"/providers/Microsoft.OperationalInsights/workspaces/{sentinel['workspaceName']}"
         )
     extra.update(extra_env or {})
-    env = local_env(simulator.url, str(simulator.ca_path), simulator.identity_header,
-                    azurite.connection_string, extra)
+    env = local_env(
+        simulator.url, str(simulator.ca_path), simulator.identity_header, azurite.connection_string, extra
+    )
     return StandIns(simulator=simulator, azurite=azurite, tenant=tenant, env=env)

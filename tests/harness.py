@@ -43,8 +43,13 @@ def writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """ARM and Graph writes the tenant saw (token requests, queries and list POSTs are reads)."""
     from responders.cli import READ_POSTS, WRITE_METHODS
 
-    return [r for r in requests if r["method"] in WRITE_METHODS and not r["path"].startswith("/msi/")
-            and not (r["method"] == "POST" and r["path"].endswith(READ_POSTS))]
+    return [
+        r
+        for r in requests
+        if r["method"] in WRITE_METHODS
+        and not r["path"].startswith("/msi/")
+        and not (r["method"] == "POST" and r["path"].endswith(READ_POSTS))
+    ]
 
 
 @dataclass
@@ -58,14 +63,16 @@ class Harness:
     def eventgrid(self, item: dict[str, Any]) -> None:
         self.functions["eventgrid_trigger"](to_eventgrid_event(item))
 
-    def http(self, route: str, body: Any, headers: dict[str, str] | None = None,
-             method: str = "POST") -> tuple[int, dict[str, Any], func.HttpResponse]:
+    def http(
+        self, route: str, body: Any, headers: dict[str, str] | None = None, method: str = "POST"
+    ) -> tuple[int, dict[str, Any], func.HttpResponse]:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         if method == "POST":
             req = http_request(route, raw, headers)
         else:
-            req = func.HttpRequest(method=method, url=f"http://localhost/api/{route}", body=raw,
-                                   headers=headers or {})
+            req = func.HttpRequest(
+                method=method, url=f"http://localhost/api/{route}", body=raw, headers=headers or {}
+            )
         response = self.functions[route](req)
         data = response.get_body()
         return response.status_code, (json.loads(data) if data else {}), response
@@ -113,13 +120,19 @@ def loopback_only() -> Iterator[None]:
 
 
 @pytest.fixture
-def make_harness(azurite: Azurite, monkeypatch: pytest.MonkeyPatch,
-                 tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+def make_harness(
+    azurite: Azurite, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Callable[..., Harness]]:
     """Factory: `make_harness(dry_run=False, policy=None, tenant=None, env=None)`."""
     made: list[tuple[Simulator, Runtime]] = []
 
-    def make(*, dry_run: bool = False, policy: dict[str, Any] | None = None,
-             tenant: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Harness:
+    def make(
+        *,
+        dry_run: bool = False,
+        policy: dict[str, Any] | None = None,
+        tenant: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Harness:
         sim = Simulator(tenant or TENANT, cert_dir=tmp_path / f"certs{len(made)}").start()
         extra = {
             "RESPONDER_IDENTITY_OBJECT_ID": RESPONDER_OID,
@@ -128,15 +141,17 @@ def make_harness(azurite: Azurite, monkeypatch: pytest.MonkeyPatch,
             "RESPONDER_LOG_ANALYTICS_WORKSPACE_ID": TENANT["logAnalytics"]["workspaceId"],
             "RESPONDER_SENTINEL_WORKSPACE_ID": (
                 f"/subscriptions/{SUB}/resourceGroups/rg-secops/providers/"
-                "Microsoft.OperationalInsights/workspaces/law-secops"),
+                "Microsoft.OperationalInsights/workspaces/law-secops"
+            ),
         }
         if policy is not None:
             extra["RESPONDER_POLICY"] = json.dumps(policy)
         else:
             extra["RESPONDER_POLICY_FILE"] = str(SAMPLES / "policy.yaml")
         extra.update(env or {})
-        for key, value in local_env(sim.url, str(sim.ca_path), sim.identity_header,
-                                    azurite.connection_string, extra).items():
+        for key, value in local_env(
+            sim.url, str(sim.ca_path), sim.identity_header, azurite.connection_string, extra
+        ).items():
             monkeypatch.setenv(key, value)
         if policy is not None:
             monkeypatch.delenv("RESPONDER_POLICY_FILE", raising=False)

@@ -17,10 +17,16 @@ from responders.core.policy import Policy
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT.parent / "shared" / "azure-examples"
 SUB = "7d1f3c2a-5b9e-4c1d-9a8e-3f2b1c0d4e5a"
-ACCOUNT = f"/subscriptions/{SUB}/resourcegroups/rg-synth-prod/providers/microsoft.storage/storageaccounts/stsynth01"
+ACCOUNT = (
+    f"/subscriptions/{SUB}/resourcegroups/rg-synth-prod/providers/microsoft.storage/storageaccounts/stsynth01"
+)
 NOW = "2026-11-25T08:10:00Z"
-POLICY = Policy.from_dict({"scope": {"allow": [f"/subscriptions/{SUB}"]},
-                           "responder": {"object_ids": ["0f6a2c1e-9d3b-4e55-8a61-5c2b7e9d1a00"]}})
+POLICY = Policy.from_dict(
+    {
+        "scope": {"allow": [f"/subscriptions/{SUB}"]},
+        "responder": {"object_ids": ["0f6a2c1e-9d3b-4e55-8a61-5c2b7e9d1a00"]},
+    }
+)
 SP = "3a9c5e7b-1d2f-4a6b-8c0d-2e4f6a8b0c1d"
 
 
@@ -28,8 +34,13 @@ def example(name: str) -> object:
     return json.loads((EXAMPLES / name).read_text())
 
 
-def resource_event(operation: str, subject: str = ACCOUNT, caller: str = SP, ptype: str = "ServicePrincipal",
-                   status: str = "Succeeded") -> dict:
+def resource_event(
+    operation: str,
+    subject: str = ACCOUNT,
+    caller: str = SP,
+    ptype: str = "ServicePrincipal",
+    status: str = "Succeeded",
+) -> dict:
     return {
         "id": "11111111-2222-4333-8444-555555555555",
         "eventType": "Microsoft.Resources.ResourceActionSuccess",
@@ -40,13 +51,17 @@ def resource_event(operation: str, subject: str = ACCOUNT, caller: str = SP, pty
             "resourceUri": subject,
             "status": status,
             "authorization": {"evidence": {"principalType": ptype, "principalId": caller}},
-            "claims": {"http://schemas.microsoft.com/identity/claims/objectidentifier": caller,
-                       "appid": "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"},
+            "claims": {
+                "http://schemas.microsoft.com/identity/claims/objectidentifier": caller,
+                "appid": "9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b",
+            },
         },
     }
 
 
-def synthetic_account(public: bool | None = True, containers: tuple[ContainerFacts, ...] = (), **tags: str) -> Facts:
+def synthetic_account(
+    public: bool | None = True, containers: tuple[ContainerFacts, ...] = (), **tags: str
+) -> Facts:
     account = AccountFacts(
         id=ACCOUNT,
         tags={"data-classification": "synthetic", **tags},
@@ -57,15 +72,18 @@ def synthetic_account(public: bool | None = True, containers: tuple[ContainerFac
 
 
 # parse -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", [
-    "eventgrid_resource_write_success_storage_account_eventgridschema_docs.json",
-    "eventgrid_resource_action_success_listkeys_eventhub_eventgridschema_docs.json",
-    "eventgrid_resource_delete_success_storage_account_eventgridschema_docs.json",
-    "eventgrid_blob_deleted_eventgridschema_docs.json",
-    "eventgrid_deadletter_blob_created_eventgridschema_docs.json",
-    "azure_monitor_common_alert_schema_metric_sample_docs.json",
-    "azure_monitor_common_alert_schema_activity_log_administrative_test_action_docs.json",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "eventgrid_resource_write_success_storage_account_eventgridschema_docs.json",
+        "eventgrid_resource_action_success_listkeys_eventhub_eventgridschema_docs.json",
+        "eventgrid_resource_delete_success_storage_account_eventgridschema_docs.json",
+        "eventgrid_blob_deleted_eventgridschema_docs.json",
+        "eventgrid_deadletter_blob_created_eventgridschema_docs.json",
+        "azure_monitor_common_alert_schema_metric_sample_docs.json",
+        "azure_monitor_common_alert_schema_activity_log_administrative_test_action_docs.json",
+    ],
+)
 def test_microsofts_published_events_parse_without_error(name: str) -> None:
     body = json.dumps(example(name)).encode()
     for item in parse_body(body, now=NOW):
@@ -105,49 +123,66 @@ def test_operation_names_compare_case_insensitively() -> None:
 
 
 def test_failed_operation_is_not_a_signal() -> None:
-    signal = parse_item(resource_event("Microsoft.Storage/storageAccounts/listKeys/action", status="Failed"), now=NOW)
+    signal = parse_item(
+        resource_event("Microsoft.Storage/storageAccounts/listKeys/action", status="Failed"), now=NOW
+    )
     assert signal.kind is SignalKind.OTHER
     assert "Failed" in signal.notes[0]
 
 
 def test_sentinel_alert_entities_may_be_a_json_string() -> None:
-    alert = {"SystemAlertId": "a1", "AlertDisplayName": "x", "Entities": json.dumps([
-        {"Type": "azure-resource", "ResourceId": ACCOUNT},
-        {"Type": "account", "AadUserId": SP, "Name": "etl"},
-        {"Type": "account", "Name": "display-name-only"},
-    ])}
+    alert = {
+        "SystemAlertId": "a1",
+        "AlertDisplayName": "x",
+        "Entities": json.dumps(
+            [
+                {"Type": "azure-resource", "ResourceId": ACCOUNT},
+                {"Type": "account", "AadUserId": SP, "Name": "etl"},
+                {"Type": "account", "Name": "display-name-only"},
+            ]
+        ),
+    }
     signal = parse_item(alert, now=NOW)
     assert signal.accounts == (ACCOUNT,)
     assert signal.principals == (SP,)
 
 
 def test_entities_are_mapped_by_immutable_id_never_by_name() -> None:
-    alert = {"SystemAlertId": "a2", "Entities": [
-        {"Type": "cloud-application", "Name": "etl-synth-exporter"},
-        {"Type": "azure-resource", "ResourceId": "stsynth01"},
-    ]}
+    alert = {
+        "SystemAlertId": "a2",
+        "Entities": [
+            {"Type": "cloud-application", "Name": "etl-synth-exporter"},
+            {"Type": "azure-resource", "ResourceId": "stsynth01"},
+        ],
+    }
     signal = parse_item(alert, now=NOW)
     assert signal.accounts == ()
     assert signal.apps == ()
     assert signal.principals == ()
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (b"", "empty"),
-    (b"{not json", "not valid JSON"),
-    (b"[]", "empty"),
-    (b"42", "JSON object"),
-    (b'{"eventType": "Microsoft.Resources.ResourceWriteSuccess", "id": "x"}', "subject"),
-    (b'{"hello": "world"}', "unrecognised payload"),
-    (b'{"specversion": "0.3", "id": "x", "type": "t", "source": "s"}', "specversion"),
-    (b'{"SystemAlertId": "a", "Entities": "{broken"}', "not JSON"),
-    (b'{"resourceId": "stsynth01"}', "resourceId must be"),
-    (b'{"eventType": "Microsoft.Storage.BlobCreated", "id": "x", "subject": "/nothing"}', "container"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "empty"),
+        (b"{not json", "not valid JSON"),
+        (b"[]", "empty"),
+        (b"42", "JSON object"),
+        (b'{"eventType": "Microsoft.Resources.ResourceWriteSuccess", "id": "x"}', "subject"),
+        (b'{"hello": "world"}', "unrecognised payload"),
+        (b'{"specversion": "0.3", "id": "x", "type": "t", "source": "s"}', "specversion"),
+        (b'{"SystemAlertId": "a", "Entities": "{broken"}', "not JSON"),
+        (b'{"resourceId": "stsynth01"}', "resourceId must be"),
+        (b'{"eventType": "Microsoft.Storage.BlobCreated", "id": "x", "subject": "/nothing"}', "container"),
+    ],
+)
 def test_bad_input_is_rejected_with_a_reason(body: bytes, reason: str) -> None:
-    with pytest.raises(BadInput, match=reason):
+    def parse_all() -> None:
         for item in parse_body(body, now=NOW):
             parse_item(item, now=NOW)
+
+    with pytest.raises(BadInput, match=reason):
+        parse_all()
 
 
 def test_oversized_body_is_rejected() -> None:
@@ -173,8 +208,13 @@ def test_every_sample_file_has_a_known_schema_or_is_malformed() -> None:
 
 # classify ----------------------------------------------------------------------------------------
 def test_public_synthetic_container_is_a_high_severity_leak() -> None:
-    signal = parse_item(resource_event("Microsoft.Storage/storageAccounts/blobServices/containers/write",
-                                       ACCOUNT + "/blobServices/default/containers/data"), now=NOW)
+    signal = parse_item(
+        resource_event(
+            "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+            ACCOUNT + "/blobServices/default/containers/data",
+        ),
+        now=NOW,
+    )
     verdict = classify(signal, synthetic_account(), POLICY)
     assert verdict.leak
     assert verdict.severity == "high"
@@ -196,8 +236,9 @@ def test_account_blocking_public_access_is_not_exposed() -> None:
 
 def test_provenance_raises_severity_to_critical() -> None:
     signal = parse_item(resource_event("Microsoft.Storage/storageAccounts/listKeys/action"), now=NOW)
-    facts = synthetic_account(**{"source-dataset-sensitivity": "personal", "privacy-guarantee": "none",
-                                 "fidelity": "high"})
+    facts = synthetic_account(
+        **{"source-dataset-sensitivity": "personal", "privacy-guarantee": "none", "fidelity": "high"}
+    )
     verdict = classify(signal, facts, POLICY)
     assert verdict.severity == "critical"
     assert any("no privacy guarantee" in r for r in verdict.reasons)
@@ -212,7 +253,9 @@ def test_non_synthetic_account_is_ignored_with_reason() -> None:
 
 
 def test_own_identity_echo_is_ignored() -> None:
-    event = resource_event("Microsoft.Storage/storageAccounts/write", caller="0f6a2c1e-9d3b-4e55-8a61-5c2b7e9d1a00")
+    event = resource_event(
+        "Microsoft.Storage/storageAccounts/write", caller="0f6a2c1e-9d3b-4e55-8a61-5c2b7e9d1a00"
+    )
     verdict = classify(parse_item(event, now=NOW), synthetic_account(), POLICY)
     assert not verdict.leak
     assert "own identity" in verdict.reasons[0]
@@ -242,7 +285,8 @@ def test_keys_listed_plan_rotates_both_keys_in_order_and_disables_the_app() -> N
     ]
     assert p.actions[1].after == (p.actions[0].key,)
     assert p.actions[3].target == SP
-    assert not p.actions[0].reversible and p.actions[3].reversible
+    assert not p.actions[0].reversible
+    assert p.actions[3].reversible
 
 
 def test_public_exposure_plan_closes_account_and_each_public_container() -> None:
@@ -261,8 +305,12 @@ def test_plan_is_deterministic_for_a_redelivered_event() -> None:
     signal = parse_item(resource_event("Microsoft.Storage/storageAccounts/listKeys/action"), now=NOW)
     facts = synthetic_account()
     first = plan(signal, facts, classify(signal, facts, POLICY), POLICY)
-    again = plan(parse_item(resource_event("Microsoft.Storage/storageAccounts/listKeys/action"), now="later"),
-                 facts, classify(signal, facts, POLICY), POLICY)
+    again = plan(
+        parse_item(resource_event("Microsoft.Storage/storageAccounts/listKeys/action"), now="later"),
+        facts,
+        classify(signal, facts, POLICY),
+        POLICY,
+    )
     assert [a.key for a in first.actions] == [a.key for a in again.actions]
     assert first.incident == again.incident
 
@@ -284,13 +332,16 @@ def test_approval_mode_comes_from_policy() -> None:
     assert {a.kind: a.mode for a in p.actions}["storage.revoke_user_delegation_keys"] == "auto"
 
 
-@pytest.mark.parametrize(("doc", "reason"), [
-    ({"scope": {"allow": ["subscriptions/x"]}}, "ARM id prefix"),
-    ({"approval": {"storage.delete_everything": "auto"}}, "unknown action"),
-    ({"approval": {"storage.regenerate_key": "maybe"}}, "must be one of"),
-    ({"synthetic": {"name_patterns": ["("]}}, "bad name pattern"),
-    ({"colour": "blue"}, "unknown keys"),
-])
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"scope": {"allow": ["subscriptions/x"]}}, "ARM id prefix"),
+        ({"approval": {"storage.delete_everything": "auto"}}, "unknown action"),
+        ({"approval": {"storage.regenerate_key": "maybe"}}, "must be one of"),
+        ({"synthetic": {"name_patterns": ["("]}}, "bad name pattern"),
+        ({"colour": "blue"}, "unknown keys"),
+    ],
+)
 def test_policy_errors_name_the_problem(doc: dict, reason: str) -> None:
     with pytest.raises(BadInput, match=reason):
         Policy.from_dict(doc)
@@ -309,7 +360,10 @@ def test_core_imports_no_azure_sdk() -> None:
     for path in (ROOT / "responders" / "core").glob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             for name in names:
                 assert not name.startswith(("azure", "msgraph", "kiota")), f"{path.name} imports {name}"

@@ -23,8 +23,14 @@ def ledger(azurite) -> Ledger:
 
 def a_plan() -> Plan:
     signal = Signal(id="evt-1", source="eventgrid", kind=SignalKind.KEYS_LISTED, event_type="t")
-    action = Action(kind="storage.regenerate_key", target="/subscriptions/s/x", key="act-1", reason="r",
-                    params={"key_name": "key1"}, reversible=False)
+    action = Action(
+        kind="storage.regenerate_key",
+        target="/subscriptions/s/x",
+        key="act-1",
+        reason="r",
+        params={"key_name": "key1"},
+        reversible=False,
+    )
     return Plan("inc-test", signal, Verdict(True, "high", 0.9, ("why",)), (action,))
 
 

@@ -15,22 +15,32 @@ def test_container_made_public_is_contained_and_recorded(make_harness) -> None:
     account = h.sim.state.snapshot()["accounts"]["stsynthpublic01"]
     assert account["properties"]["allowBlobPublicAccess"] is False
     assert {n: c["properties"]["publicAccess"] for n, c in account["containers"].items()} == {
-        "patients-synth": "None", "reports": "None", "models": "None"}
+        "patients-synth": "None",
+        "reports": "None",
+        "models": "None",
+    }
     row = h.incident(event["id"])
     assert row["Status"] == "contained"
     assert row["Leak"] is True
     assert [a["Kind"] for a in row["actions"]] == [
-        "storage.disable_public_access", "storage.make_container_private", "storage.make_container_private"]
+        "storage.disable_public_access",
+        "storage.make_container_private",
+        "storage.make_container_private",
+    ]
     first = row["actions"][0]
     assert first["Before"] == {"allowBlobPublicAccess": True}
     assert first["After"]["allowBlobPublicAccess"] is False
     assert first["Status"] == "contained"
     assert row["actions"][1]["Before"]["publicAccess"] == "Container"
-    assert row["StateBefore"][account_id("stsynthpublic01").lower()]["containers"]["patients-synth"] == "Container"
+    assert (
+        row["StateBefore"][account_id("stsynthpublic01").lower()]["containers"]["patients-synth"]
+        == "Container"
+    )
 
 
 def test_keys_listed_by_an_app_rotates_both_keys_and_disables_the_app(make_harness) -> None:
     h = make_harness()
+
     def key_times() -> dict[str, str]:
         keys = h.sim.state.snapshot()["accounts"]["stsynthclaims02"]["keys"]
         return {name: key["creationTime"] for name, key in keys.items()}
@@ -41,7 +51,8 @@ def test_keys_listed_by_an_app_rotates_both_keys_and_disables_the_app(make_harne
 
     snap = h.sim.state.snapshot()
     after = key_times()
-    assert after["key1"] != before["key1"] and after["key2"] != before["key2"]
+    assert after["key1"] != before["key1"]
+    assert after["key2"] != before["key2"]
     assert after["key1"] <= after["key2"], "key1 is rotated before key2"
     assert snap["servicePrincipals"]["3a9c5e7b-1d2f-4a6b-8c0d-2e4f6a8b0c1d"]["accountEnabled"] is False
     assert snap["accounts"]["stsynthclaims02"]["userDelegationKeysRevokedAt"]
@@ -89,7 +100,10 @@ def test_non_synthetic_event_changes_nothing_and_says_why(make_harness) -> None:
 def test_own_echo_is_ignored_without_reading_anything(make_harness) -> None:
     h = make_harness()
     [event] = sample("13-own-echo.json")
-    assert event["data"]["claims"]["http://schemas.microsoft.com/identity/claims/objectidentifier"] == RESPONDER_OID
+    assert (
+        event["data"]["claims"]["http://schemas.microsoft.com/identity/claims/objectidentifier"]
+        == RESPONDER_OID
+    )
     h.eventgrid(event)
     assert "own identity" in h.incident(event["id"])["Reasons"][0]
     assert [r for r in h.sim.requests() if not r["path"].startswith("/msi")] == []
@@ -127,10 +141,16 @@ def test_sentinel_incident_contains_account_and_disables_app_by_app_id(make_harn
     [result] = body["results"]
     assert result["status"] == "contained"
     kinds = sorted(o["kind"] for o in result["outcomes"])
-    assert kinds == ["identity.disable_service_principal", "storage.regenerate_key", "storage.regenerate_key",
-                     "storage.revoke_user_delegation_keys"]
-    assert h.sim.state.snapshot()["servicePrincipals"]["6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e"][
-        "accountEnabled"] is False
+    assert kinds == [
+        "identity.disable_service_principal",
+        "storage.regenerate_key",
+        "storage.regenerate_key",
+        "storage.revoke_user_delegation_keys",
+    ]
+    assert (
+        h.sim.state.snapshot()["servicePrincipals"]["6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e"]["accountEnabled"]
+        is False
+    )
 
 
 def test_cloudevents_batch_and_monitor_alert_over_http(make_harness) -> None:
@@ -153,7 +173,9 @@ def test_subscription_validation_and_cloudevents_handshake(make_harness) -> None
     expected = json.loads((shared / "eventgrid_subscription_validation_response_docs.json").read_text())
     status, body, _ = h.http("alerts", validation, {"aeg-event-type": "SubscriptionValidation"})
     assert (status, body) == (200, expected)
-    status, _, response = h.http("alerts", b"", {"WebHook-Request-Origin": "eventgrid.azure.net"}, method="OPTIONS")
+    status, _, response = h.http(
+        "alerts", b"", {"WebHook-Request-Origin": "eventgrid.azure.net"}, method="OPTIONS"
+    )
     assert status == 200
     assert response.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
     assert h.sim.requests() == []

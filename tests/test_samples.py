@@ -30,8 +30,12 @@ def executed(caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.DEBUG)
     out = io.StringIO()
     files = list(iter_event_files([str(SAMPLES / "events")]))
-    with Replayer.start(execute=True, target=None, policy_file=str(SAMPLES / "policy.yaml"),
-                        tenant=str(SAMPLES / "tenant.json")) as replayer:
+    with Replayer.start(
+        execute=True,
+        target=None,
+        policy_file=str(SAMPLES / "policy.yaml"),
+        tenant=str(SAMPLES / "tenant.json"),
+    ) as replayer:
         results = write_replay(replayer, files, replay_args(True, repeat=2), out)
         table = io.StringIO()
         write_replay(replayer, files[:1], replay_args(True, fmt="table"), table)
@@ -90,13 +94,18 @@ def test_after_the_demo_the_tenant_is_contained(executed) -> None:
     # untouched: exempt, out of scope, not synthetic
     assert snap["accounts"]["stsynthshare05"]["properties"]["allowBlobPublicAccess"] is True
     assert snap["accounts"]["stsynthpartner07"]["properties"]["allowBlobPublicAccess"] is True
-    assert snap["accounts"]["stmarketingweb04"]["containers"]["web-assets"]["properties"]["publicAccess"] == "Blob"
+    assert (
+        snap["accounts"]["stmarketingweb04"]["containers"]["web-assets"]["properties"]["publicAccess"]
+        == "Blob"
+    )
 
 
 def test_each_write_happened_exactly_once_despite_double_delivery(executed) -> None:
-    writes = [(r["method"], r["path"].lower(), json.dumps(r.get("body"), sort_keys=True))
-              for r in executed["requests"]
-              if r["method"] in ("PATCH", "POST", "PUT") and not r["path"].endswith(("/query",))]
+    writes = [
+        (r["method"], r["path"].lower(), json.dumps(r.get("body"), sort_keys=True))
+        for r in executed["requests"]
+        if r["method"] in ("PATCH", "POST", "PUT") and not r["path"].endswith(("/query",))
+    ]
     assert len(writes) == len(set(writes)), "a write was repeated"
     regenerations = [w for w in writes if w[1].endswith("/regeneratekey")]
     assert len(regenerations) == 6
@@ -108,7 +117,9 @@ def test_ledger_holds_one_incident_row_per_event_and_one_row_per_action(executed
     actions = [r for r in rows if r["PartitionKey"].startswith("inc-") and r["RowKey"] != "incident"]
     rejected = [r for r in rows if r["PartitionKey"] == "rejected"]
     assert len(incidents) == 11
-    assert len(actions) == sum(len(expected(p.name).get("actions", [])) for p in (SAMPLES / "events").glob("*.json"))
+    assert len(actions) == sum(
+        len(expected(p.name).get("actions", [])) for p in (SAMPLES / "events").glob("*.json")
+    )
     assert all(a["Before"] and a["After"] for a in actions)
     assert len(rejected) == 2
     assert all(r["Reason"] for r in rejected)
@@ -146,15 +157,18 @@ def test_summary_line_counts_events_leaks_actions_and_calls(capsys) -> None:
 def test_cli_errors_are_one_line_messages(capsys) -> None:
     assert main(["replay", "/no/such/path"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
 
 
 def test_count_calls_separates_reads_from_writes() -> None:
-    calls = count_calls([
-        {"method": "GET", "path": "/subscriptions/x"},
-        {"method": "POST", "path": "/v1/workspaces/w/query"},
-        {"method": "POST", "path": "/subscriptions/x/regenerateKey"},
-        {"method": "PATCH", "path": "/v1.0/servicePrincipals/y"},
-        {"method": "GET", "path": "/msi/token"},
-    ])
+    calls = count_calls(
+        [
+            {"method": "GET", "path": "/subscriptions/x"},
+            {"method": "POST", "path": "/v1/workspaces/w/query"},
+            {"method": "POST", "path": "/subscriptions/x/regenerateKey"},
+            {"method": "PATCH", "path": "/v1.0/servicePrincipals/y"},
+            {"method": "GET", "path": "/msi/token"},
+        ]
+    )
     assert calls == {"read": 2, "write": 2}

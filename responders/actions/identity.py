@@ -27,7 +27,9 @@ def read_principal(clients: Clients, object_id: str) -> PrincipalFacts:
         ServicePrincipalItemRequestBuilder,
     )
 
-    params = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(select=SELECT)
+    params = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
+        select=SELECT
+    )
     config = RequestConfiguration(query_parameters=params)
     try:
         sp = clients.run_graph(lambda g: g.service_principals.by_service_principal_id(object_id).get(config))
@@ -51,8 +53,14 @@ def principals_for_app(clients: Clients, app_id: str) -> list[PrincipalFacts]:
         if _is_not_found(exc):
             return []
         raise
-    return [PrincipalFacts(object_id=str(sp.id).lower(), app_id=str(sp.app_id or "").lower(),
-                           display_name=str(sp.display_name or ""), account_enabled=sp.account_enabled is not False)]
+    return [
+        PrincipalFacts(
+            object_id=str(sp.id).lower(),
+            app_id=str(sp.app_id or "").lower(),
+            display_name=str(sp.display_name or ""),
+            account_enabled=sp.account_enabled is not False,
+        )
+    ]
 
 
 class DisableServicePrincipal:
@@ -62,8 +70,12 @@ class DisableServicePrincipal:
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         facts = read_principal(clients, action.target)
-        return {"found": facts.found, "accountEnabled": facts.account_enabled if facts.found else None,
-                "appId": facts.app_id, "displayName": facts.display_name}
+        return {
+            "found": facts.found,
+            "accountEnabled": facts.account_enabled if facts.found else None,
+            "appId": facts.app_id,
+            "displayName": facts.display_name,
+        }
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return state.get("accountEnabled") is False

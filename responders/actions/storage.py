@@ -101,8 +101,10 @@ class MakeContainerPrivate:
         ref = _ref(action.target)
         container = action.params["container"]
         item = _client(clients, ref).blob_containers.get(ref.resource_group, ref.account, container).as_dict()
-        return {"container": container,
-                "publicAccess": str((item.get("properties") or {}).get("publicAccess") or "None")}
+        return {
+            "container": container,
+            "publicAccess": str((item.get("properties") or {}).get("publicAccess") or "None"),
+        }
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return str(state.get("publicAccess", "")).lower() == "none"
@@ -110,13 +112,18 @@ class MakeContainerPrivate:
     def apply(self, clients: Clients, action: Action) -> None:
         ref = _ref(action.target)
         _client(clients, ref).blob_containers.update(
-            ref.resource_group, ref.account, action.params["container"], {"properties": {"publicAccess": "None"}}
+            ref.resource_group,
+            ref.account,
+            action.params["container"],
+            {"properties": {"publicAccess": "None"}},
         )
 
     def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> None:
         ref = _ref(action.target)
         _client(clients, ref).blob_containers.update(
-            ref.resource_group, ref.account, action.params["container"],
+            ref.resource_group,
+            ref.account,
+            action.params["container"],
             {"properties": {"publicAccess": before.get("publicAccess", "None")}},
         )
 
@@ -128,8 +135,12 @@ class RegenerateKey:
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         ref = _ref(action.target)
-        props = _client(clients, ref).storage_accounts.get_properties(ref.resource_group, ref.account).as_dict()
-        created = ((props.get("properties") or {}).get("keyCreationTime") or {}).get(action.params["key_name"])
+        props = (
+            _client(clients, ref).storage_accounts.get_properties(ref.resource_group, ref.account).as_dict()
+        )
+        created = ((props.get("properties") or {}).get("keyCreationTime") or {}).get(
+            action.params["key_name"]
+        )
         return {"key": action.params["key_name"], "keyCreationTime": str(created) if created else None}
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:

@@ -1,4 +1,4 @@
-"""(Signal, Facts, Policy) -> Verdict. Each rule is a small pure predicate whose reasons an auditor can read."""
+"""(Signal, Facts, Policy) -> Verdict: small pure predicates whose reasons an auditor can read."""
 
 from __future__ import annotations
 
@@ -18,13 +18,16 @@ def _matches(labels: Mapping[str, str], wanted: Mapping[str, tuple[str, ...]]) -
     return [f"{k}={lowered[k]}" for k, values in wanted.items() if lowered.get(k) in values]
 
 
-def synthetic_marks(account: AccountFacts, policy: Policy, containers: tuple[str, ...] = (),
-                    blob: str = "") -> list[str]:
+def synthetic_marks(
+    account: AccountFacts, policy: Policy, containers: tuple[str, ...] = (), blob: str = ""
+) -> list[str]:
     """Why we believe this account holds synthetic data; empty when nothing marks it."""
     marks = [f"account tag {m}" for m in _matches(account.tags, policy.synthetic_tags)]
     for c in account.containers:
         if not containers or c.name in containers:
-            marks += [f"container {c.name} metadata {m}" for m in _matches(c.metadata, policy.synthetic_metadata)]
+            marks += [
+                f"container {c.name} metadata {m}" for m in _matches(c.metadata, policy.synthetic_metadata)
+            ]
     name = account.id.rsplit("/", 1)[-1]
     for pattern in policy.name_patterns:
         for candidate in (name, *containers, blob):
@@ -119,8 +122,11 @@ def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
             reasons.append(f"{account_id}: {_credential_reason(signal)}")
         else:
             exposed = True
-            label = "manual containment requested" if signal.kind is SignalKind.MANUAL else (
-                f"alert names it: {signal.title or signal.subject}")
+            label = (
+                "manual containment requested"
+                if signal.kind is SignalKind.MANUAL
+                else (f"alert names it: {signal.title or signal.subject}")
+            )
             reasons.append(f"{account_id}: {label}")
             if _exposure(account):
                 base = "high"
@@ -132,7 +138,9 @@ def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
             severity = level
         exempt = next((str(v) for k, v in account.tags.items() if k.lower() == policy.exempt_tag), "")
         if exempt.lower() == "true":
-            note = next((str(v) for k, v in account.tags.items() if k.lower() == policy.exempt_tag + "-reason"), "")
+            note = next(
+                (str(v) for k, v in account.tags.items() if k.lower() == policy.exempt_tag + "-reason"), ""
+            )
             blocked[account_id] = f"exempt by tag {policy.exempt_tag}=true" + (f" ({note})" if note else "")
         elif not policy.in_scope(account_id):
             blocked[account_id] = "outside the allowed scopes of the policy"
@@ -141,13 +149,23 @@ def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
     if principals_only and signal.kind in (SignalKind.MANUAL, SignalKind.ALERT):
         exposed = True
         severity = "medium"
-        reasons.append("manual request to disable a service principal" if signal.kind is SignalKind.MANUAL
-                       else "alert names application identities but no storage account")
+        reasons.append(
+            "manual request to disable a service principal"
+            if signal.kind is SignalKind.MANUAL
+            else "alert names application identities but no storage account"
+        )
 
     if not exposed:
         if not reasons:
             reasons.append("no synthetic-data resource is at risk")
         return Verdict(False, "none", 0.9, tuple(reasons), tuple(findings), tuple(synthetic), blocked)
     confidence = 0.9 if any("account tag" in r or "metadata" in r for r in reasons) else 0.6
-    return Verdict(True, severity if severity != "none" else "medium", confidence, tuple(reasons),
-                   tuple(findings), tuple(synthetic), blocked)
+    return Verdict(
+        True,
+        severity if severity != "none" else "medium",
+        confidence,
+        tuple(reasons),
+        tuple(findings),
+        tuple(synthetic),
+        blocked,
+    )

@@ -72,9 +72,10 @@ def detect_schema(item: Mapping[str, Any]) -> str:
     if item.get("schemaId") == "azureMonitorCommonAlertSchema":
         return "monitor-alert"
     obj = item.get("object")
-    if isinstance(obj, Mapping) and "/providers/microsoft.securityinsights/incidents/" in str(
-        obj.get("id", "")
-    ).lower():
+    if (
+        isinstance(obj, Mapping)
+        and "/providers/microsoft.securityinsights/incidents/" in str(obj.get("id", "")).lower()
+    ):
         return "sentinel-incident"
     if "SystemAlertId" in item or "AlertDisplayName" in item or "AlertType" in item:
         return "sentinel-alert"
@@ -100,8 +101,9 @@ def _caller(data: Mapping[str, Any]) -> Caller:
     )
 
 
-def _resource_signal(source: str, event_id: str, event_type: str, when: str, subject: str,
-                     data: Mapping[str, Any]) -> Signal:
+def _resource_signal(
+    source: str, event_id: str, event_type: str, when: str, subject: str, data: Mapping[str, Any]
+) -> Signal:
     operation = _text(data, "operationName").lower()
     status = _text(data, "status")
     resource = _text(data, "resourceUri") or subject
@@ -129,8 +131,15 @@ def _resource_signal(source: str, event_id: str, event_type: str, when: str, sub
     )
 
 
-def _blob_signal(source: str, event_id: str, event_type: str, when: str, subject: str,
-                 account_id: str, data: Mapping[str, Any]) -> Signal:
+def _blob_signal(
+    source: str,
+    event_id: str,
+    event_type: str,
+    when: str,
+    subject: str,
+    account_id: str,
+    data: Mapping[str, Any],
+) -> Signal:
     ref = parse_storage_id(account_id.rstrip("/") + subject) if subject.startswith("/blobServices") else None
     ref = ref or parse_storage_id(subject)
     if ref is None or not ref.container:
@@ -163,9 +172,15 @@ def parse_eventgrid(item: Mapping[str, Any], source: str = "eventgrid") -> Signa
         return _resource_signal(source, event_id, event_type, when, subject, data)
     if lowered == BLOB_CREATED:
         return _blob_signal(source, event_id, event_type, when, subject, _text(item, "topic"), data)
-    return Signal(id=event_id, source=source, kind=SignalKind.OTHER, event_type=event_type,
-                  occurred_at=when, subject=subject,
-                  notes=(f"event type {event_type} is not one this responder handles",))
+    return Signal(
+        id=event_id,
+        source=source,
+        kind=SignalKind.OTHER,
+        event_type=event_type,
+        occurred_at=when,
+        subject=subject,
+        notes=(f"event type {event_type} is not one this responder handles",),
+    )
 
 
 def parse_cloudevent(item: Mapping[str, Any]) -> Signal:
@@ -183,9 +198,15 @@ def parse_cloudevent(item: Mapping[str, Any]) -> Signal:
         return _resource_signal("cloudevents", event_id, event_type, when, subject or src, data)
     if lowered == BLOB_CREATED:
         return _blob_signal("cloudevents", event_id, event_type, when, subject, src, data)
-    return Signal(id=event_id, source="cloudevents", kind=SignalKind.OTHER, event_type=event_type,
-                  occurred_at=when, subject=subject,
-                  notes=(f"event type {event_type} is not one this responder handles",))
+    return Signal(
+        id=event_id,
+        source="cloudevents",
+        kind=SignalKind.OTHER,
+        event_type=event_type,
+        occurred_at=when,
+        subject=subject,
+        notes=(f"event type {event_type} is not one this responder handles",),
+    )
 
 
 def _entities(raw: Any) -> list[Mapping[str, Any]]:
@@ -203,8 +224,9 @@ def _entities(raw: Any) -> list[Mapping[str, Any]]:
     return raw
 
 
-def _entity_targets(entities: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[tuple[str, str]],
-                                                                   list[str], list[str], list[str]]:
+def _entity_targets(
+    entities: Iterable[Mapping[str, Any]],
+) -> tuple[list[str], list[tuple[str, str]], list[str], list[str], list[str]]:
     """Map entities to containment targets by immutable id only; display names are never used."""
     accounts: list[str] = []
     containers: list[tuple[str, str]] = []
@@ -221,8 +243,12 @@ def _entity_targets(entities: Iterable[Mapping[str, Any]]) -> tuple[list[str], l
                 if ref.container:
                     containers.append((ref.account_id.lower(), ref.container))
         elif kind == "account":
-            oid = props.get("aadUserId") or props.get("AadUserId") or props.get("objectGuid") or props.get(
-                "ObjectGuid")
+            oid = (
+                props.get("aadUserId")
+                or props.get("AadUserId")
+                or props.get("objectGuid")
+                or props.get("ObjectGuid")
+            )
             if is_guid(oid):
                 principals.append(str(oid).lower())
         elif kind == "cloudapplication":
@@ -256,7 +282,8 @@ def parse_sentinel_incident(item: Mapping[str, Any]) -> Signal:
         source="sentinel-incident",
         kind=SignalKind.ALERT,
         event_type="Microsoft.SecurityInsights/Incidents",
-        occurred_at=_text(props, "firstActivityTimeUtc", limit=64) or _text(props, "createdTimeUtc", limit=64),
+        occurred_at=_text(props, "firstActivityTimeUtc", limit=64)
+        or _text(props, "createdTimeUtc", limit=64),
         subject=incident_id,
         accounts=_dedupe(accounts),
         containers=_dedupe(containers),
@@ -345,8 +372,10 @@ def parse_playbook(item: Mapping[str, Any], requested_at: str) -> Signal:
     principals: tuple[str, ...] = ()
     if ref is None:
         if not is_guid(resource):
-            raise BadInput("resourceId must be a storage account or container ARM id, or a service "
-                           "principal object id (GUID)")
+            raise BadInput(
+                "resourceId must be a storage account or container ARM id, or a service "
+                "principal object id (GUID)"
+            )
         principals = (resource.lower(),)
     request_id = _text(item, "requestId", limit=MAX_ID) or f"{resource}|{','.join(sorted(actions))}"
     return Signal(

@@ -33,8 +33,14 @@ class _Builder:
         self.actions: list[Action] = []
         self.skipped: list[tuple[str, str]] = []
 
-    def add(self, kind: str, target: str, reason: str, params: dict[str, str] | None = None,
-            after: tuple[str, ...] = ()) -> str:
+    def add(
+        self,
+        kind: str,
+        target: str,
+        reason: str,
+        params: dict[str, str] | None = None,
+        after: tuple[str, ...] = (),
+    ) -> str:
         params = params or {}
         key = action_key(self.incident, kind, target, params)
         if self.requested and kind not in self.requested:
@@ -42,10 +48,18 @@ class _Builder:
             return key
         if any(a.key == key for a in self.actions):
             return key
-        self.actions.append(Action(kind=kind, target=target, key=key, reason=reason, params=params,
-                                   after=tuple(k for k in after if any(a.key == k for a in self.actions)),
-                                   mode=self.policy.approval.get(kind, "auto"),
-                                   reversible=REVERSIBLE[kind]))
+        self.actions.append(
+            Action(
+                kind=kind,
+                target=target,
+                key=key,
+                reason=reason,
+                params=params,
+                after=tuple(k for k in after if any(a.key == k for a in self.actions)),
+                mode=self.policy.approval.get(kind, "auto"),
+                reversible=REVERSIBLE[kind],
+            )
+        )
         return key
 
 
@@ -60,7 +74,12 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
         return Plan(incident, signal, verdict, (), tuple(builder.skipped))
 
     exposure = signal.kind in (*EXPOSURE_KINDS, SignalKind.ALERT, SignalKind.MANUAL)
-    rotate = signal.kind in (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.ALERT, SignalKind.MANUAL)
+    rotate = signal.kind in (
+        SignalKind.KEYS_LISTED,
+        SignalKind.SAS_LISTED,
+        SignalKind.ALERT,
+        SignalKind.MANUAL,
+    )
     revoke_udk = signal.kind in (*CREDENTIAL_KINDS, SignalKind.ALERT, SignalKind.MANUAL)
     for account_id in verdict.synthetic_accounts:
         if account_id in verdict.blocked:
@@ -69,22 +88,36 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
         account = facts.accounts[account_id]
         if exposure:
             if account.account_public_allowed:
-                builder.add("storage.disable_public_access", account_id,
-                            "account allows anonymous blob access")
+                builder.add(
+                    "storage.disable_public_access", account_id, "account allows anonymous blob access"
+                )
             for container in account.public_containers:
-                builder.add("storage.make_container_private", account_id,
-                            f"container {container.name} grants {container.public_access} public access",
-                            {"container": container.name})
+                builder.add(
+                    "storage.make_container_private",
+                    account_id,
+                    f"container {container.name} grants {container.public_access} public access",
+                    {"container": container.name},
+                )
         if rotate:
-            first = builder.add("storage.regenerate_key", account_id,
-                                "invalidate listed keys and every account/service SAS signed with key1",
-                                {"key_name": "key1"})
-            builder.add("storage.regenerate_key", account_id,
-                        "invalidate listed keys and every account/service SAS signed with key2",
-                        {"key_name": "key2"}, after=(first,))
+            first = builder.add(
+                "storage.regenerate_key",
+                account_id,
+                "invalidate listed keys and every account/service SAS signed with key1",
+                {"key_name": "key1"},
+            )
+            builder.add(
+                "storage.regenerate_key",
+                account_id,
+                "invalidate listed keys and every account/service SAS signed with key2",
+                {"key_name": "key2"},
+                after=(first,),
+            )
         if revoke_udk:
-            builder.add("storage.revoke_user_delegation_keys", account_id,
-                        "invalidate every user-delegation SAS issued for the account")
+            builder.add(
+                "storage.revoke_user_delegation_keys",
+                account_id,
+                "invalidate every user-delegation SAS issued for the account",
+            )
 
     for object_id in _principals_to_disable(signal, facts, verdict, policy):
         if not policy.disable_principals and signal.kind is not SignalKind.MANUAL:
@@ -94,18 +127,28 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
         if principal is not None and principal.found and not principal.account_enabled:
             builder.skipped.append((object_id, "service principal already disabled"))
             continue
-        builder.add("identity.disable_service_principal", object_id,
-                    "application identity that obtained access to synthetic data")
+        builder.add(
+            "identity.disable_service_principal",
+            object_id,
+            "application identity that obtained access to synthetic data",
+        )
     return Plan(incident, signal, verdict, tuple(builder.actions), tuple(builder.skipped))
 
 
 def _principals_to_disable(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> list[str]:
     """Only service principals, only by immutable object id, never our own identity."""
     found: list[str] = []
-    if signal.kind in CREDENTIAL_KINDS and signal.caller.object_id:
-        if signal.caller.principal_type.lower() == "serviceprincipal" or signal.caller.app_id:
-            if verdict.synthetic_accounts and any(a not in verdict.blocked for a in verdict.synthetic_accounts):
-                found.append(signal.caller.object_id)
+    # a user's token also carries an appid (their client app): only service principals qualify, and an
+    # unknown principal type is settled by the Graph read (404 = not a service principal).
+    acts_on_account = any(a not in verdict.blocked for a in verdict.synthetic_accounts)
+    caller_type = signal.caller.principal_type.lower()
+    if (
+        signal.kind in CREDENTIAL_KINDS
+        and signal.caller.object_id
+        and caller_type in ("serviceprincipal", "")
+        and acts_on_account
+    ):
+        found.append(signal.caller.object_id)
     if signal.kind in (SignalKind.ALERT, SignalKind.MANUAL):
         for object_id in signal.principals:
             found.append(object_id)
@@ -113,6 +156,7 @@ def _principals_to_disable(signal: Signal, facts: Facts, verdict: Verdict, polic
             found += [p.object_id for p in facts.principals.values() if p.found and p.app_id == app_id]
     own = set(policy.responder_object_ids)
     return [
-        oid for oid in dict.fromkeys(found)
+        oid
+        for oid in dict.fromkeys(found)
         if oid not in own and (facts.principals.get(oid) is None or facts.principals[oid].found)
     ]

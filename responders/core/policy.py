@@ -98,7 +98,9 @@ class Policy:
         if not isinstance(window, int) or window < 0:
             raise BadInput("policy: dedupe_window_seconds must be a non-negative integer")
         return cls(
-            synthetic_tags=_lower_values(syn.get("tags", {"data-classification": ["synthetic"]}), "synthetic.tags"),
+            synthetic_tags=_lower_values(
+                syn.get("tags", {"data-classification": ["synthetic"]}), "synthetic.tags"
+            ),
             synthetic_metadata=_lower_values(
                 syn.get("metadata", {"data_classification": ["synthetic"]}), "synthetic.metadata"
             ),

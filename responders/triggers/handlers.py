@@ -18,8 +18,9 @@ JSON = "application/json"
 
 
 def _response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, sort_keys=True), status_code=status, mimetype=JSON,
-                             headers=headers or {})
+    return func.HttpResponse(
+        json.dumps(body, sort_keys=True), status_code=status, mimetype=JSON, headers=headers or {}
+    )
 
 
 def _reject(rt: Runtime, body: bytes, reason: str, source: str) -> func.HttpResponse:
@@ -73,8 +74,10 @@ def _options(req: func.HttpRequest) -> func.HttpResponse:
     origin = req.headers.get("WebHook-Request-Origin", "")
     if not origin or len(origin) > 255:
         return _response({"error": "OPTIONS needs a WebHook-Request-Origin header"}, 400)
-    return func.HttpResponse(status_code=200, headers={"WebHook-Allowed-Origin": origin,
-                                                       "WebHook-Allowed-Rate": "120", "Allow": "POST"})
+    return func.HttpResponse(
+        status_code=200,
+        headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "120", "Allow": "POST"},
+    )
 
 
 def _run_items(rt: Runtime, items: list[Any], execute: bool | None) -> func.HttpResponse:
