@@ -14,7 +14,6 @@ from typing import Any
 from responders.actions import HANDLERS
 from responders.clients import Clients
 from responders.core.model import Action, Outcome, Plan
-from responders.core.timeutil import is_after
 from responders.ledger import Ledger
 
 log = logging.getLogger("responders.execute")
@@ -57,6 +56,7 @@ class Executor:
         workers: int = 8,
         attempts: int = 3,
         backoff: float = 0.3,
+        claim_wait: float = 30.0,
     ) -> None:
         self.clients = clients
         self.ledger = ledger
@@ -64,6 +64,7 @@ class Executor:
         self.workers = workers
         self.attempts = attempts
         self.backoff = backoff
+        self.claim_wait = claim_wait
 
     def run(self, plan: Plan, *, dry_run: bool) -> list[Outcome]:
         if dry_run:
@@ -79,26 +80,43 @@ class Executor:
                     raise RuntimeError("plan has a dependency cycle")
                 futures = {}
                 for action in wave:
-                    blocked = [
-                        d for d in action.after if results[d].status not in ("contained", "already-contained")
-                    ]
-                    if blocked:
-                        results[action.key] = self._record(
-                            plan,
-                            action,
-                            seq[action.key],
-                            Outcome(
-                                action=action,
-                                status="skipped",
-                                error="an earlier step it depends on did not complete",
-                            ),
-                        )
+                    waiting = self._waiting_on(plan, action, seq[action.key], results)
+                    if waiting is not None:
+                        results[action.key] = waiting
                         continue
                     futures[action.key] = pool.submit(self._one, plan, action, seq[action.key], since)
                 for key, future in futures.items():
                     results[key] = future.result()
                 remaining = [a for a in remaining if a.key not in results]
         return [results[a.key] for a in plan.actions]
+
+    def _waiting_on(
+        self, plan: Plan, action: Action, seq: int, results: dict[str, Outcome]
+    ) -> Outcome | None:
+        """The outcome of a step whose predecessor is not done, or None when it may run.
+
+        A predecessor still in flight makes this step wait for a redelivery (nothing is recorded, so
+        the step stays open); one awaiting approval makes it await approval too; one that failed
+        for good makes it skipped, for good.
+        """
+        statuses = {results[d].status for d in action.after}
+        if statuses <= {"contained", "already-contained"}:
+            return None
+        if statuses & {"retrying", "in-progress"}:
+            return Outcome(action=action, status="retrying", error="waiting for an earlier step")
+        if "pending-approval" in statuses:
+            owned, _ = self.ledger.begin(plan, action, seq, self.clock())
+            if owned:
+                self.ledger.update_action(plan.incident, action.key, Status="pending-approval", LeaseUntil="")
+            return Outcome(
+                action=action, status="pending-approval", error="waits for an earlier step's approval"
+            )
+        return self._record(
+            plan,
+            action,
+            seq,
+            Outcome(action=action, status="skipped", error="an earlier step it depends on did not complete"),
+        )
 
     def _attempts(self, handler: Any, action: Action, since: str) -> Outcome:
         """Read, act, read back. A transient failure is retried in this delivery after re-reading the
@@ -181,21 +199,42 @@ class Executor:
             outcome = Outcome(action=action, status="pending-approval")
             self.ledger.update_action(plan.incident, action.key, Status="pending-approval", LeaseUntil="")
             return outcome
-        earlier = self.ledger.last_done(action)
-        if earlier and earlier.get("Incident") != plan.incident and is_after(earlier.get("DoneAt"), since):
+        state, claim = self._claim_resource(plan, action, since)
+        if state == "done":
             outcome = Outcome(
                 action=action,
                 status="already-contained",
                 verified_at=self.clock(),
-                after={"containedBy": earlier.get("Incident"), "at": earlier.get("DoneAt")},
+                after={"containedBy": claim.get("Incident"), "at": claim.get("DoneAt")},
             )
             self.ledger.finish(plan.incident, outcome, self.clock())
             return outcome
-        outcome = self._attempts(handler, action, since)
-        self.ledger.finish(plan.incident, outcome, self.clock())
-        if outcome.status == "contained":
-            self.ledger.mark_done(action, plan.incident, outcome.acted_at)
+        if state == "busy":
+            outcome = Outcome(
+                action=action,
+                status="retrying",
+                error=f"incident {claim.get('Incident')} is acting on the same resource",
+            )
+            self.ledger.finish(plan.incident, outcome, self.clock())
+            return outcome
+        outcome: Outcome | None = None
+        try:
+            outcome = self._attempts(handler, action, since)
+            self.ledger.finish(plan.incident, outcome, self.clock())
+        finally:
+            finished = outcome is not None and outcome.status in ("contained", "already-contained")
+            done_at = (outcome.acted_at or outcome.verified_at) if outcome and finished else None
+            self.ledger.release_resource(action, plan.incident, done_at=done_at)
         return outcome
+
+    def _claim_resource(self, plan: Plan, action: Action, since: str) -> tuple[str, dict[str, Any]]:
+        """Wait (bounded) while another incident acts on the same resource step, then decide."""
+        deadline = time.monotonic() + self.claim_wait
+        while True:
+            state, claim = self.ledger.claim_resource(action, plan.incident, self.clock(), since)
+            if state != "busy" or time.monotonic() >= deadline:
+                return state, claim
+            _sleep(0.05 + random.random() * 0.1)
 
 
 def _sleep(seconds: float) -> None:

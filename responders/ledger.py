@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from responders.core.model import Action, Outcome, Plan
+from responders.core.timeutil import is_after
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -240,38 +241,70 @@ class Ledger:
         entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
-    # containment done per resource, across incidents --------------------------------------
+    # one claim per resource step, across incidents ----------------------------------------
     @staticmethod
     def _resource_key(action: Action) -> str:
-        raw = "|".join(
-            [action.kind, action.target.lower(), *(f"{k}={v}" for k, v in sorted(action.params.items()))]
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()[:32]
+        parts = [action.kind, action.target.lower(), *(f"{k}={v}" for k, v in sorted(action.params.items()))]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
-    def last_done(self, action: Action) -> dict[str, Any] | None:
-        """When this exact step (kind, target, params) last completed, by any incident."""
-        from azure.core.exceptions import ResourceNotFoundError
+    def claim_resource(
+        self, action: Action, incident: str, now: str, since: str
+    ) -> tuple[str, dict[str, Any]]:
+        """Serialise the same step (kind, target, params) across incidents.
 
-        self._ensure()
-        try:
-            return dict(self.table.get_entity("done", self._resource_key(action)))
-        except ResourceNotFoundError:
-            return None
-
-    def mark_done(self, action: Action, incident: str, done_at: str) -> None:
+        Returns ("owned", row) when this incident may act, ("done", row) when another incident
+        completed it after `since` (the signal's time, so it already covers this signal), or
+        ("busy", row) while another incident holds an unexpired claim.
+        """
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
         from azure.data.tables import UpdateMode
 
-        self.table.upsert_entity(
-            {
-                "PartitionKey": "done",
-                "RowKey": self._resource_key(action),
-                "Kind": action.kind,
-                "Target": action.target,
-                "Incident": incident,
-                "DoneAt": done_at,
-            },
-            mode=UpdateMode.MERGE,
-        )
+        self._ensure()
+        key = self._resource_key(action)
+        claim = {
+            "PartitionKey": "resource",
+            "RowKey": key,
+            "Kind": action.kind,
+            "Target": action.target,
+            "Incident": incident,
+            "Status": "started",
+            "LeaseUntil": _shift(now, LEASE_SECONDS),
+        }
+        try:
+            self.table.create_entity(claim)
+            return "owned", claim
+        except ResourceExistsError:
+            pass
+        row = self.table.get_entity("resource", key)
+        if row.get("Status") == "done" and is_after(row.get("DoneAt"), since):
+            return "done", dict(row)
+        mine = row.get("Incident") == incident
+        if row.get("Status") == "started" and str(row.get("LeaseUntil", "")) > now and not mine:
+            return "busy", dict(row)
+        try:
+            self.table.update_entity(
+                claim,
+                mode=UpdateMode.MERGE,
+                etag=row.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return "busy", dict(self.table.get_entity("resource", key))
+        return "owned", claim
+
+    def release_resource(self, action: Action, incident: str, *, done_at: str | None) -> None:
+        """Mark the step done at `done_at`, or free the claim (done_at None) so another may try."""
+        from azure.data.tables import UpdateMode
+
+        entity: dict[str, Any] = {
+            "PartitionKey": "resource",
+            "RowKey": self._resource_key(action),
+            "Incident": incident,
+            "LeaseUntil": "",
+        }
+        entity.update({"Status": "done", "DoneAt": done_at} if done_at else {"Status": "released"})
+        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
     # rejected input ------------------------------------------------------------------------
     def reject(self, body: bytes, reason: str, source: str, now: str) -> str:
@@ -307,6 +340,7 @@ def _action_summary(action: Action) -> dict[str, Any]:
         "target": action.target,
         "params": dict(action.params),
         "mode": action.mode,
+        "after": list(action.after),
         "reversible": action.reversible,
         "reason": action.reason,
     }

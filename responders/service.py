@@ -12,7 +12,7 @@ from typing import Any
 
 from responders.clients import Clients
 from responders.core.classify import classify
-from responders.core.model import Facts, Outcome, Plan, Signal, SignalKind
+from responders.core.model import Action, Facts, Outcome, Plan, Signal, SignalKind, Verdict
 from responders.core.parse import incident_key, parse_item
 from responders.core.plan import plan as make_plan
 from responders.execute import Executor, TransientFailure, describe, is_transient
@@ -170,35 +170,47 @@ def owners_of(facts: Facts, plan: Plan) -> list[str]:
 def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str, Any]:
     """Run one parsed-JSON item through the pipeline. BadInput propagates; transient failures raise
     TransientFailure only after the ledger holds what happened."""
-    from responders.actions.storage import account_state
-
     now = rt.clock()
     signal = parse_item(item, now=now)
-    policy = rt.settings.policy
     dry_run = rt.settings.dry_run if execute is None else not execute
     earlier = rt.ledger.head(incident_key(signal.id))
     if earlier and (earlier.get("Status") in SETTLED or (earlier.get("Status") == "dry-run" and dry_run)):
         rt.ledger.note_delivery(earlier["PartitionKey"], int(earlier.get("Deliveries") or 1) + 1, now)
         recorded = ledger_report(rt.ledger.incident(earlier["PartitionKey"]) or earlier)
         recorded["duplicate"] = True
-        log.info(
-            "incident %s: repeated delivery of %s, already %s",
-            earlier["PartitionKey"],
-            signal.id,
-            earlier.get("Status"),
-        )
+        log.info("incident %s: repeated delivery, already %s", earlier["PartitionKey"], earlier.get("Status"))
         return recorded
+    if earlier and earlier.get("Leak") and not dry_run and earlier.get("Status") in RESUMABLE:
+        # a redelivery resumes the recorded plan: re-classifying a half-contained resource would
+        # rewrite the verdict the first delivery proved
+        row = rt.ledger.incident(earlier["PartitionKey"]) or earlier
+        rt.ledger.note_delivery(earlier["PartitionKey"], int(earlier.get("Deliveries") or 1) + 1, now)
+        return _execute(plan_from_ledger(row), rt, dry_run=False)
+    return _classify_and_execute(signal, rt, now, dry_run)
+
+
+RESUMABLE = ("planned", "retrying")
+
+
+def _classify_and_execute(signal: Signal, rt: Runtime, now: str, dry_run: bool) -> dict[str, Any]:
+    from responders.actions.storage import account_state
+
+    policy = rt.settings.policy
+    responder = rt.settings.identity_object_id
     try:
         facts = gather_facts(signal, rt) if needs_facts(signal, rt) else Facts()
     except Exception as exc:
         empty = make_plan(signal, Facts(), classify(signal, Facts(), policy), policy)
-        rt.ledger.record_incident(
-            empty, status="facts-failed", now=now, responder=rt.settings.identity_object_id, dry_run=dry_run
-        )
-        rt.ledger.set_incident_status(empty.incident, "facts-failed", rt.clock(), Error=describe(exc))
-        if is_transient(exc):
+        transient = is_transient(exc)
+        status = "facts-failed" if transient else "failed"
+        rt.ledger.record_incident(empty, status=status, now=now, responder=responder, dry_run=dry_run)
+        rt.ledger.set_incident_status(empty.incident, status, rt.clock(), Error=describe(exc))
+        if transient:
             raise TransientFailure(f"reading current state failed: {describe(exc)}") from exc
-        raise
+        log.error("incident %s: reading current state failed for good: %s", empty.incident, describe(exc))
+        result = report(empty, [], status, dry_run)
+        result["error"] = describe(exc)
+        return result
     verdict = classify(signal, facts, policy)
     plan = make_plan(signal, facts, verdict, policy)
     state_before = {a: account_state(f) for a, f in facts.accounts.items() if f.found}
@@ -207,20 +219,24 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
         plan,
         status=first_status,
         now=now,
-        responder=rt.settings.identity_object_id,
+        responder=responder,
         dry_run=dry_run,
         state_before=state_before,
         owners=owners_of(facts, plan),
     )
-    outcomes = rt.executor.run(plan, dry_run=dry_run) if verdict.leak else []
+    return _execute(plan, rt, dry_run=dry_run)
+
+
+def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
+    outcomes = rt.executor.run(plan, dry_run=dry_run) if plan.verdict.leak else []
     status = incident_status(plan, outcomes, dry_run)
     rt.ledger.set_incident_status(plan.incident, status, rt.clock())
     log.info(
         "incident %s source=%s kind=%s leak=%s status=%s actions=%d",
         plan.incident,
-        signal.source,
-        signal.kind,
-        verdict.leak,
+        plan.signal.source,
+        plan.signal.kind,
+        plan.verdict.leak,
         status,
         len(plan.actions),
     )
@@ -228,6 +244,44 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
     if status == "retrying":
         raise TransientFailure(f"incident {plan.incident}: some actions must be retried")
     return result
+
+
+def plan_from_ledger(row: dict[str, Any]) -> Plan:
+    """Rebuild the recorded plan (for redelivery, approval and restore): the ledger is the truth."""
+    signal = Signal(
+        id=row.get("EventId", ""),
+        source=row.get("Source", ""),
+        kind=SignalKind(row.get("SignalKind") or "other"),
+        event_type=row.get("EventType", ""),
+        operation=row.get("Operation", ""),
+        occurred_at=row.get("OccurredAt", "") or row.get("DetectedAt", ""),
+        subject=row.get("Subject", ""),
+        incident_id=row.get("IncidentArmId", ""),
+        title=row.get("Title", ""),
+    )
+    verdict = Verdict(
+        leak=bool(row.get("Leak")),
+        severity=row.get("Severity", "none"),
+        confidence=float(row.get("Confidence") or 0.0),
+        reasons=tuple(row.get("Reasons") or ()),
+        findings=tuple(row.get("Findings") or ()),
+        blocked=dict(row.get("Blocked") or {}),
+    )
+    actions = tuple(
+        Action(
+            kind=a["kind"],
+            target=a["target"],
+            key=a["key"],
+            reason=a.get("reason", ""),
+            params=dict(a.get("params") or {}),
+            after=tuple(a.get("after") or ()),
+            mode=a.get("mode", "auto"),
+            reversible=bool(a.get("reversible", True)),
+        )
+        for a in row.get("Plan") or []
+    )
+    skipped = tuple((w, y) for w, y in row.get("Skipped") or [])
+    return Plan(row["PartitionKey"], signal, verdict, actions, skipped)
 
 
 def ledger_report(row: dict[str, Any]) -> dict[str, Any]:

@@ -44,9 +44,7 @@ def fault_reply(fault: Fault, api: str) -> Reply | None:
 class Dispatcher:
     """Thread-safe request processing shared by all connection threads of one simulator."""
 
-    def __init__(
-        self, ctx: Context, tokens: TokenStore, faults: FaultPlan, identity_header: str
-    ) -> None:
+    def __init__(self, ctx: Context, tokens: TokenStore, faults: FaultPlan, identity_header: str) -> None:
         self.ctx, self.tokens, self.faults = ctx, tokens, faults
         self.identity_header = identity_header
         self._log_lock = threading.Lock()

@@ -35,9 +35,7 @@ class HttpsServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(
-        self, address: tuple[str, int], dispatcher: Dispatcher, context: ssl.SSLContext
-    ) -> None:
+    def __init__(self, address: tuple[str, int], dispatcher: Dispatcher, context: ssl.SSLContext) -> None:
         self.dispatcher = dispatcher
         self.ssl_context = context
         self._open: set[socket.socket] = set()
