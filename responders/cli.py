@@ -13,7 +13,6 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -155,6 +154,76 @@ def cmd_simulator(args: argparse.Namespace, out: TextIO) -> int:
     return sim_main(argv)
 
 
+def _runtime() -> Any:
+    """A runtime from the app settings in the environment (the same ones the Functions app reads)."""
+    from responders.service import Runtime, set_runtime
+    from responders.settings import ConfigError, Settings
+
+    try:
+        rt = Runtime.from_settings(Settings.from_env())
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    set_runtime(rt)
+    return rt
+
+
+def _operator() -> str:
+    """Who ran the command, for the ledger (the OS user; no credential involved)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def _print_json(value: Any, out: TextIO) -> None:
+    out.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
+    from responders import manage
+    from responders.core.model import BadInput
+
+    try:
+        result = manage.restore(_runtime(), args.incident, execute=args.execute, by=_operator())
+    except BadInput as exc:
+        raise CliError(str(exc)) from exc
+    _print_json(result, out)
+    for refused in result["refused"]:
+        sys.stderr.write(f"refused: {refused['kind']} on {refused['target']}: {refused['why']}\n")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace, out: TextIO) -> int:
+    from responders import manage
+    from responders.core.model import BadInput
+
+    try:
+        result = manage.approve(
+            _runtime(), args.incident, args.action or None, execute=args.execute, by=_operator()
+        )
+    except BadInput as exc:
+        raise CliError(str(exc)) from exc
+    _print_json(result, out)
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
+    from responders import manage
+    from responders.service import ledger_report
+
+    rt = _runtime()
+    if args.incident:
+        row = rt.ledger.incident(args.incident)
+        if row is None:
+            raise CliError(f"no incident {args.incident} in the ledger")
+        _print_json(ledger_report(row), out)
+    else:
+        _print_json(manage.summary(rt), out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m responders", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=8443)
     sim.add_argument("--cert-dir", default="")
     sim.set_defaults(func=cmd_simulator)
+    restore = sub.add_parser("restore", help="put back the before-state of an incident's reversible actions")
+    restore.add_argument("incident")
+    restore.add_argument("--execute", action="store_true", help="act (default: show what would be restored)")
+    restore.set_defaults(func=cmd_restore)
+    approve = sub.add_parser("approve", help="run an incident's actions that wait for approval")
+    approve.add_argument("incident")
+    approve.add_argument("--action", action="append", help="an action key (default: all pending)")
+    approve.add_argument("--execute", action="store_true")
+    approve.set_defaults(func=cmd_approve)
+    ledger = sub.add_parser("ledger", help="summary of the ledger, or one incident with its actions")
+    ledger.add_argument("incident", nargs="?")
+    ledger.set_defaults(func=cmd_ledger)
     return parser
 
 
@@ -195,7 +276,3 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if os.environ.get("RESPONDER_DEBUG"):
             raise
         return 1
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()

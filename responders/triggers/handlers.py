@@ -112,31 +112,70 @@ def handle_alerts(req: func.HttpRequest) -> func.HttpResponse:
     return _run_items(rt, items, None)
 
 
-PLAYBOOK_KEYS = {"resourceId", "event", "execute", "actions", "reason", "requestId"}
+PLAYBOOK_KEYS = {"resourceId", "event", "approve", "restore", "execute", "actions", "reason", "requestId"}
+OPERATIONS = ("resourceId", "event", "approve", "restore")
+
+
+def caller_of(req: func.HttpRequest, rt: Runtime) -> tuple[str, func.HttpResponse | None]:
+    """The Entra ID caller the platform (App Service authentication) vouches for, checked against
+    RESPONDER_PLAYBOOK_CALLERS; with no allow-list set, the function key alone admits the call."""
+    caller = (req.headers.get("x-ms-client-principal-id") or "").strip().lower()
+    allowed = rt.settings.playbook_callers
+    if not allowed:
+        return caller or "function-key", None
+    if not caller:
+        return "", _response({"error": "caller identity required: enable App Service authentication"}, 401)
+    if caller not in allowed:
+        return caller, _response({"error": "caller is not on RESPONDER_PLAYBOOK_CALLERS"}, 403)
+    return caller, None
+
+
+def _playbook_request(body: bytes, rt: Runtime) -> tuple[str, dict[str, Any], bool]:
+    items = parse_body(body, now=rt.clock(), max_bytes=rt.settings.max_body_bytes)
+    if len(items) != 1 or not isinstance(items[0], dict):
+        raise BadInput("the playbook takes one JSON object")
+    request = items[0]
+    unknown = sorted(set(request) - PLAYBOOK_KEYS)
+    if unknown:
+        raise BadInput(f"unknown fields {unknown}; accepted: {sorted(PLAYBOOK_KEYS)}")
+    named = [op for op in OPERATIONS if op in request]
+    if len(named) != 1:
+        raise BadInput("give exactly one of resourceId, event, approve or restore")
+    execute = request.get("execute", False)
+    if not isinstance(execute, bool):
+        raise BadInput("execute must be true or false")
+    if named[0] == "resourceId":
+        parse_item(request, now=rt.clock())
+    elif named[0] == "event":
+        parse_item(request["event"], now=rt.clock())
+    elif not isinstance(request[named[0]], str):
+        raise BadInput(f"{named[0]} must be an incident key")
+    return named[0], request, execute
 
 
 def handle_playbook(req: func.HttpRequest) -> func.HttpResponse:
+    from responders import manage
+
     rt = runtime()
+    caller, refusal = caller_of(req, rt)
+    if refusal is not None:
+        return refusal
     body = req.get_body() or b""
     try:
-        items = parse_body(body, now=rt.clock(), max_bytes=rt.settings.max_body_bytes)
-        if len(items) != 1 or not isinstance(items[0], dict):
-            raise BadInput("the playbook takes one JSON object")
-        request = items[0]
-        unknown = sorted(set(request) - PLAYBOOK_KEYS)
-        if unknown:
-            raise BadInput(f"unknown fields {unknown}; accepted: {sorted(PLAYBOOK_KEYS)}")
-        if ("resourceId" in request) == ("event" in request):
-            raise BadInput("give exactly one of resourceId or event")
-        execute = request.get("execute", False)
-        if not isinstance(execute, bool):
-            raise BadInput("execute must be true or false")
-        item = request if "resourceId" in request else request["event"]
-        parse_item(item, now=rt.clock())
+        operation, request, execute = _playbook_request(body, rt)
+        if operation == "approve":
+            keys = request.get("actions")
+            if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)):
+                raise BadInput("actions must be a list of action keys")
+            return _response(manage.approve(rt, request["approve"], keys, execute=execute, by=caller))
+        if operation == "restore":
+            return _response(manage.restore(rt, request["restore"], execute=execute, by=caller))
     except BadInput as exc:
         return _reject(rt, body, str(exc), "playbook")
-    wants = execute and not rt.settings.dry_run
-    response = _run_items(rt, [item], wants)
+    except TransientFailure as exc:
+        return _response({"error": str(exc)}, 503, {"Retry-After": "30"})
+    item = request if operation == "resourceId" else request["event"]
+    response = _run_items(rt, [item], execute and not rt.settings.dry_run)
     if execute and rt.settings.dry_run and response.status_code == 200:
         payload = json.loads(response.get_body())
         payload["note"] = "RESPONDER_DRY_RUN is on: nothing was changed"

@@ -1,0 +1,137 @@
+"""Human follow-ups on recorded incidents: approve pending actions, restore reversible ones.
+
+Both start from the ledger (the recorded plan and before-states), never from a new classification,
+and both honour dry-run: without `execute` they only say what they would do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from responders.actions import HANDLERS
+from responders.core.model import BadInput
+from responders.execute import describe
+from responders.service import Runtime, _execute, ledger_report, plan_from_ledger
+
+# account-level public access must be allowed again before a container can be made public again
+RESTORE_ORDER = {
+    "identity.disable_service_principal": 0,
+    "storage.disable_public_access": 1,
+    "storage.make_container_private": 2,
+}
+
+
+def _incident(rt: Runtime, incident: str) -> dict[str, Any]:
+    if not isinstance(incident, str) or not incident.startswith("inc-") or len(incident) > 64:
+        raise BadInput("incident must be an incident key such as inc-0123abcd...")
+    row = rt.ledger.incident(incident)
+    if row is None:
+        raise BadInput(f"no incident {incident} in the ledger")
+    return row
+
+
+def pending(rt: Runtime, incident: str) -> list[dict[str, Any]]:
+    """Actions of the incident that wait for approval."""
+    return [a for a in _incident(rt, incident)["actions"] if a.get("Status") == "pending-approval"]
+
+
+def approve(rt: Runtime, incident: str, keys: list[str] | None, *, execute: bool, by: str) -> dict[str, Any]:
+    """Run the incident's pending actions (all, or those named); dry-run unless execute."""
+    row = _incident(rt, incident)
+    waiting = {a["RowKey"] for a in row["actions"] if a.get("Status") == "pending-approval"}
+    chosen = waiting if not keys else set(keys)
+    unknown = sorted(chosen - waiting)
+    if unknown:
+        raise BadInput(f"not pending approval in {incident}: {', '.join(unknown)}")
+    if not chosen:
+        raise BadInput(f"{incident} has no action pending approval")
+    plan = plan_from_ledger(row)
+    plan = replace(
+        plan, actions=tuple(replace(a, mode="approved") if a.key in chosen else a for a in plan.actions)
+    )
+    if not execute or rt.settings.dry_run:
+        result = ledger_report(row)
+        result["would_approve"] = sorted(chosen)
+        result["dry_run"] = True
+        return result
+    for key in sorted(chosen):
+        rt.ledger.update_action(incident, key, ApprovedBy=by, ApprovedAt=rt.clock())
+    return _execute(plan, rt, dry_run=False)
+
+
+def restore(rt: Runtime, incident: str, *, execute: bool, by: str) -> dict[str, Any]:
+    """Put back the recorded before-state of reversible actions; refuse what cannot be undone."""
+    row = _incident(rt, incident)
+    plan = {a.key: a for a in plan_from_ledger(row).actions}
+    done = [a for a in row["actions"] if a.get("Status") == "contained" and a["RowKey"] in plan]
+    refused = [
+        {
+            "kind": a["Kind"],
+            "target": a["Target"],
+            "params": a.get("Params") or {},
+            "why": "cannot be undone: the old key is gone; hand the new keys to legitimate users"
+            if a["Kind"] == "storage.regenerate_key"
+            else "cannot be undone: revoked user-delegation keys stay revoked; clients request new ones",
+        }
+        for a in done
+        if not plan[a["RowKey"]].reversible
+    ]
+    todo = sorted((a for a in done if plan[a["RowKey"]].reversible), key=lambda a: RESTORE_ORDER[a["Kind"]])
+    result: dict[str, Any] = {
+        "incident": incident,
+        "refused": refused,
+        "restored": [],
+        "dry_run": not execute or rt.settings.dry_run,
+    }
+    if not todo and not refused:
+        result["note"] = "nothing was contained by this incident, so there is nothing to restore"
+    for record in todo:
+        action = plan[record["RowKey"]]
+        entry: dict[str, Any] = {
+            "kind": action.kind,
+            "target": action.target,
+            "params": dict(action.params),
+            "to": record.get("Before") or {},
+        }
+        if result["dry_run"]:
+            entry["status"] = "would-restore"
+            result["restored"].append(entry)
+            continue
+        handler = HANDLERS[action.kind]
+        try:
+            handler.restore(rt.clients, action, record.get("Before") or {})  # type: ignore[attr-defined]
+            after = handler.read(rt.clients, action)
+            entry.update(status="restored", after=after)
+            rt.ledger.update_action(
+                incident,
+                action.key,
+                Status="restored",
+                RestoredAt=rt.clock(),
+                RestoredBy=by,
+                RestoredState=after,
+            )
+        except Exception as exc:
+            entry.update(status="failed", error=describe(exc))
+            rt.ledger.update_action(incident, action.key, RestoreError=describe(exc))
+        result["restored"].append(entry)
+    if not result["dry_run"] and result["restored"]:
+        ok = all(e["status"] == "restored" for e in result["restored"])
+        rt.ledger.set_incident_status(
+            incident, "restored" if ok else "restore-failed", rt.clock(), RestoredBy=by
+        )
+    return result
+
+
+def summary(rt: Runtime) -> dict[str, Any]:
+    """Counts by status for every incident in the ledger: every delivered event is accounted for."""
+    by_status: dict[str, int] = {}
+    deliveries = 0
+    for row in rt.ledger.incidents():
+        by_status[row.get("Status", "")] = by_status.get(row.get("Status", ""), 0) + 1
+        deliveries += int(row.get("Deliveries") or 1)
+    return {
+        "incidents": sum(by_status.values()),
+        "deliveries": deliveries,
+        "by_status": dict(sorted(by_status.items())),
+    }
