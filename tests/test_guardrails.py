@@ -86,7 +86,10 @@ def test_restore_puts_back_reversible_actions_and_refuses_key_rotation(make_harn
     status, body, _ = h.http("playbook", {"restore": keys, "execute": True})
     assert status == 200
     assert [r["kind"] for r in body["refused"]] == [
-        "storage.regenerate_key", "storage.regenerate_key", "storage.revoke_user_delegation_keys"]
+        "storage.regenerate_key",
+        "storage.regenerate_key",
+        "storage.revoke_user_delegation_keys",
+    ]
     assert all("cannot be undone" in r["why"] for r in body["refused"])
     assert [r["kind"] for r in body["restored"]] == ["identity.disable_service_principal"]
     assert h.sim.state.snapshot()["servicePrincipals"][ETL_SP]["accountEnabled"] is True
@@ -99,7 +102,9 @@ def test_playbook_caller_allow_list(make_harness) -> None:
     status, body, _ = h.http("playbook", request)
     assert status == 401
     assert "caller identity required" in body["error"]
-    status, body, _ = h.http("playbook", request, {"x-ms-client-principal-id": "99999999-2222-4333-8444-5555"})
+    status, body, _ = h.http(
+        "playbook", request, {"x-ms-client-principal-id": "99999999-2222-4333-8444-5555"}
+    )
     assert status == 403
     assert h.writes() == []
     status, body, _ = h.http("playbook", request, {"x-ms-client-principal-id": allowed.upper()})
