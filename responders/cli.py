@@ -13,6 +13,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -154,17 +155,21 @@ def cmd_simulator(args: argparse.Namespace, out: TextIO) -> int:
     return sim_main(argv)
 
 
-def _runtime() -> Any:
-    """A runtime from the app settings in the environment (the same ones the Functions app reads)."""
-    from responders.service import Runtime, set_runtime
+@contextmanager
+def _runtime() -> Iterator[Any]:
+    """A runtime from the app settings in the environment (the same ones the Functions app reads),
+    closed when the command ends."""
+    from responders.service import Runtime
     from responders.settings import ConfigError, Settings
 
     try:
         rt = Runtime.from_settings(Settings.from_env())
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
-    set_runtime(rt)
-    return rt
+    try:
+        yield rt
+    finally:
+        rt.close()
 
 
 def _operator() -> str:
@@ -186,7 +191,8 @@ def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
     from responders.core.model import BadInput
 
     try:
-        result = manage.restore(_runtime(), args.incident, execute=args.execute, by=_operator())
+        with _runtime() as rt:
+            result = manage.restore(rt, args.incident, execute=args.execute, by=_operator())
     except BadInput as exc:
         raise CliError(str(exc)) from exc
     _print_json(result, out)
@@ -200,9 +206,10 @@ def cmd_approve(args: argparse.Namespace, out: TextIO) -> int:
     from responders.core.model import BadInput
 
     try:
-        result = manage.approve(
-            _runtime(), args.incident, args.action or None, execute=args.execute, by=_operator()
-        )
+        with _runtime() as rt:
+            result = manage.approve(
+                rt, args.incident, args.action or None, execute=args.execute, by=_operator()
+            )
     except BadInput as exc:
         raise CliError(str(exc)) from exc
     _print_json(result, out)
@@ -213,14 +220,14 @@ def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
     from responders import manage
     from responders.service import ledger_report
 
-    rt = _runtime()
-    if args.incident:
-        row = rt.ledger.incident(args.incident)
-        if row is None:
-            raise CliError(f"no incident {args.incident} in the ledger")
-        _print_json(ledger_report(row), out)
-    else:
-        _print_json(manage.summary(rt), out)
+    with _runtime() as rt:
+        if args.incident:
+            row = rt.ledger.incident(args.incident)
+            if row is None:
+                raise CliError(f"no incident {args.incident} in the ledger")
+            _print_json(ledger_report(row), out)
+        else:
+            _print_json(manage.summary(rt), out)
     return 0
 
 
