@@ -231,6 +231,22 @@ def cmd_ledger(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_evidence(args: argparse.Namespace, out: TextIO) -> int:
+    from datetime import UTC, datetime
+
+    from responders.evidence_pack import build_pack, render_json, render_markdown
+
+    with _runtime() as rt:
+        row = rt.ledger.incident(args.incident)
+        if row is None:
+            raise CliError(f"no incident {args.incident} in the ledger")
+        row["Evidence"] = row.get("Evidence") or {}
+        pack = build_pack(row, datetime.now(UTC))
+    out.write(render_markdown(pack) if args.format == "md" else render_json(pack))
+    out.write("\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m responders", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = sub.add_parser("ledger", help="summary of the ledger, or one incident with its actions")
     ledger.add_argument("incident", nargs="?")
     ledger.set_defaults(func=cmd_ledger)
+    evidence = sub.add_parser("evidence", help="the audit evidence pack of an incident")
+    evidence.add_argument("incident")
+    evidence.add_argument("--format", choices=("md", "json"), default="md")
+    evidence.set_defaults(func=cmd_evidence)
     return parser
 
 

@@ -39,13 +39,14 @@ class Clients:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._credential: TokenCredential | None = None
         self._storage: dict[str, StorageManagementClient] = {}
         self._table: TableClient | None = None
         self._logs: LogsQueryClient | None = None
         self._graph: GraphServiceClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._arm: Any = None
 
     @property
     def credential(self) -> TokenCredential:
@@ -72,6 +73,31 @@ class Clients:
             with self._lock:
                 client = self._storage.setdefault(subscription, client)
         return client
+
+    def arm(self) -> Any:
+        """A bare ARM pipeline (bearer auth, capped retries) for APIs without an SDK in our set:
+        Microsoft.SecurityInsights incidents and comments."""
+        with self._lock:
+            if getattr(self, "_arm", None) is None:
+                from azure.core.pipeline import policies
+                from azure.mgmt.core import ARMPipelineClient
+                from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
+
+                self._arm = ARMPipelineClient(
+                    base_url=self.settings.arm_endpoint,
+                    policies=[
+                        policies.RequestIdPolicy(),
+                        policies.HeadersPolicy(),
+                        policies.UserAgentPolicy(sdk_moniker="synthetic-leak-responder"),
+                        retry_policy(),
+                        ARMChallengeAuthenticationPolicy(
+                            self._credential_unlocked(), "https://management.azure.com/.default"
+                        ),
+                        policies.ContentDecodePolicy(),
+                        ARMHttpLoggingPolicy(),
+                    ],
+                )
+            return self._arm
 
     def table(self) -> TableClient:
         with self._lock:
@@ -154,6 +180,9 @@ class Clients:
             if self._logs is not None:
                 self._logs.close()
                 self._logs = None
+            if self._arm is not None:
+                self._arm.close()
+                self._arm = None
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._loop = None

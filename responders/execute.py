@@ -14,6 +14,7 @@ from typing import Any
 from responders.actions import HANDLERS
 from responders.clients import Clients
 from responders.core.model import Action, Outcome, Plan
+from responders.core.timeutil import is_after
 from responders.ledger import Ledger
 
 log = logging.getLogger("responders.execute")
@@ -69,7 +70,9 @@ class Executor:
     def run(self, plan: Plan, *, dry_run: bool) -> list[Outcome]:
         if dry_run:
             return [Outcome(action=a, status="dry-run") for a in plan.actions]
-        since = plan.signal.occurred_at or self.clock()
+        now = self.clock()
+        # a signal stamped in the future (clock skew) must not make a fresh rotation look stale
+        since = plan.signal.occurred_at if is_after(now, plan.signal.occurred_at) else now
         seq = {a.key: i for i, a in enumerate(plan.actions)}
         results: dict[str, Outcome] = {}
         remaining = list(plan.actions)

@@ -152,7 +152,7 @@ class Ledger:
             return None
         out = _decode(head)
         out["actions"] = sorted(
-            (_decode(r) for r in rows if r["RowKey"] != INCIDENT_ROW),
+            (_decode(r) for r in rows if r["RowKey"].startswith("act-")),
             key=lambda r: (r.get("Seq", 0), r["RowKey"]),
         )
         return out
@@ -305,6 +305,31 @@ class Ledger:
         }
         entity.update({"Status": "done", "DoneAt": done_at} if done_at else {"Status": "released"})
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    # whole documents (evidence rows) -------------------------------------------------------
+    def store_document(self, incident: str, name: str, value: Any) -> None:
+        """Keep a JSON document whole, split over properties (each 32 KiB at most, 1 MiB per row)."""
+        from azure.data.tables import UpdateMode
+
+        text = json.dumps(value, sort_keys=True, default=str)
+        chunks = [text[i : i + 30_000] for i in range(0, len(text), 30_000)][:30] or [""]
+        entity: dict[str, Any] = {
+            "PartitionKey": incident,
+            "RowKey": f"doc-{name}",
+            "Chunks": len(chunks),
+            "Truncated": len(text) > 30_000 * 30,
+        }
+        entity.update({f"Part{i:02d}": chunk for i, chunk in enumerate(chunks)})
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def document(self, incident: str, name: str) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            row = self.table.get_entity(incident, f"doc-{name}")
+        except ResourceNotFoundError:
+            return None
+        return _load("".join(row.get(f"Part{i:02d}", "") for i in range(int(row.get("Chunks") or 0))), None)
 
     # rejected input ------------------------------------------------------------------------
     def reject(self, body: bytes, reason: str, source: str, now: str) -> str:

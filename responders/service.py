@@ -77,6 +77,20 @@ def needs_facts(signal: Signal, rt: Runtime) -> bool:
     return signal.caller.object_id not in rt.settings.policy.responder_object_ids
 
 
+def resolve_search(signal: Signal, rt: Runtime) -> Signal:
+    """A log-search alert embeds no results: run its query to learn which resources it is about."""
+    if not signal.search_query or signal.accounts or not rt.settings.log_analytics_workspace_id:
+        return signal
+    from dataclasses import replace
+
+    from responders.evidence import resources_from_search
+
+    found = resources_from_search(
+        rt.clients, rt.settings.log_analytics_workspace_id, signal.search_query, *signal.search_window
+    )
+    return replace(signal, accounts=tuple(found))
+
+
 def gather_facts(signal: Signal, rt: Runtime) -> Facts:
     """Read every resource the signal names, concurrently; read-only."""
     from responders.actions.identity import principals_for_app, read_principal
@@ -198,6 +212,8 @@ def _classify_and_execute(signal: Signal, rt: Runtime, now: str, dry_run: bool) 
     policy = rt.settings.policy
     responder = rt.settings.identity_object_id
     try:
+        if needs_facts(signal, rt):
+            signal = resolve_search(signal, rt)
         facts = gather_facts(signal, rt) if needs_facts(signal, rt) else Facts()
     except Exception as exc:
         empty = make_plan(signal, Facts(), classify(signal, Facts(), policy), policy)
@@ -228,6 +244,9 @@ def _classify_and_execute(signal: Signal, rt: Runtime, now: str, dry_run: bool) 
 
 
 def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
+    from responders import followup
+
+    evidence_before = followup.start_evidence(plan, rt)
     outcomes = rt.executor.run(plan, dry_run=dry_run) if plan.verdict.leak else []
     status = incident_status(plan, outcomes, dry_run)
     rt.ledger.set_incident_status(plan.incident, status, rt.clock())
@@ -242,7 +261,12 @@ def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
     )
     result = report(plan, outcomes, status, dry_run)
     if status == "retrying":
+        if evidence_before is not None:
+            evidence_before.cancel()
         raise TransientFailure(f"incident {plan.incident}: some actions must be retried")
+    evidence = followup.finish_evidence(plan, rt, evidence_before, dry_run)
+    if not dry_run:
+        followup.write_back(plan, rt, result, evidence)
     return result
 
 

@@ -41,34 +41,40 @@ def deliver(h: Harness, item: Any) -> str:
     return "gave up"
 
 
+def containment(writes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Storage and Graph writes: the containment itself (Sentinel write-back is reporting)."""
+    return [r for r in writes if "securityinsights" not in r["path"].lower()]
+
+
 def write_log(h: Harness) -> Counter[tuple[str, str, str]]:
     return Counter(
-        (r["method"], r["path"].lower(), json.dumps(r.get("body"), sort_keys=True)) for r in h.writes()
+        (r["method"], r["path"].lower(), json.dumps(r.get("body"), sort_keys=True))
+        for r in containment(h.writes())
     )
 
 
 def landed(h: Harness) -> Counter[tuple[str, str, str]]:
     """Writes that reached the tenant's state (a faulted request never changes state)."""
-    ok = [r for r in h.writes() if isinstance(r["status"], int) and r["status"] < 400]
+    ok = [r for r in containment(h.writes()) if isinstance(r["status"], int) and r["status"] < 400]
     return Counter((r["method"], r["path"].lower(), json.dumps(r.get("body"), sort_keys=True)) for r in ok)
 
 
 def action_rows(h: Harness) -> list[dict[str, Any]]:
-    return [
-        r for r in h.all_ledger_rows() if r["PartitionKey"].startswith("inc-") and r["RowKey"] != "incident"
-    ]
+    return [r for r in h.all_ledger_rows() if r["RowKey"].startswith("act-")]
 
 
 def assert_contained_once(h: Harness, writes: Counter[tuple[str, str, str]]) -> None:
     repeated = {k: n for k, n in writes.items() if n > 1}
     assert not repeated, f"writes repeated: {repeated}"
     regenerations = [k for k in writes if k[1].endswith("/regeneratekey")]
-    assert len(regenerations) == 6
+    assert len(regenerations) == 8
     disables = [k for k in writes if "/serviceprincipals/" in k[1]]
     assert len(disables) == 2
     snap = h.sim.state.snapshot()
     assert snap["accounts"]["stsynthpublic01"]["properties"]["allowBlobPublicAccess"] is False
     assert all(sp["accountEnabled"] is False for sp in snap["servicePrincipals"].values())
+    for incident in snap["incidents"].values():
+        assert len(incident["comments"]) == 1, "one comment per Sentinel incident, however often delivered"
 
 
 def test_every_sample_five_times_shuffled_and_concurrent(make_harness) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _STORAGE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.storage/"
@@ -37,6 +38,12 @@ def parse_storage_id(resource_id: str) -> StorageRef | None:
     """Parse an ARM storage id (account, container or blob subject); None when it is not one."""
     if not isinstance(resource_id, str):
         return None
+    return _parse_storage_id(resource_id)
+
+
+# Event streams name the same few resources over and over; StorageRef is frozen, so sharing is safe.
+@lru_cache(maxsize=1024)
+def _parse_storage_id(resource_id: str) -> StorageRef | None:
     m = _STORAGE.match(resource_id.strip())
     if not m:
         return None

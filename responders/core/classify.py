@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 
 from responders.core.model import AccountFacts, Facts, Signal, SignalKind, Verdict
 from responders.core.policy import Policy
@@ -13,9 +14,21 @@ EXPOSURE_KINDS = (SignalKind.PUBLIC_ACCESS_CHANGED, SignalKind.BLOB_CREATED)
 CREDENTIAL_KINDS = (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY)
 
 
+def _lowered(labels: Mapping[str, str]) -> dict[str, str]:
+    return {str(k).lower(): str(v).lower() for k, v in labels.items()}
+
+
 def _matches(labels: Mapping[str, str], wanted: Mapping[str, tuple[str, ...]]) -> list[str]:
-    lowered = {str(k).lower(): str(v).lower() for k, v in labels.items()}
+    if not labels:
+        return []
+    lowered = _lowered(labels)
     return [f"{k}={lowered[k]}" for k, values in wanted.items() if lowered.get(k) in values]
+
+
+@lru_cache(maxsize=64)
+def _compiled(patterns: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """The policy's name patterns compiled once (re.search would look each up in its cache per call)."""
+    return tuple((p, re.compile(p, re.IGNORECASE)) for p in patterns)
 
 
 def synthetic_marks(
@@ -29,16 +42,16 @@ def synthetic_marks(
                 f"container {c.name} metadata {m}" for m in _matches(c.metadata, policy.synthetic_metadata)
             ]
     name = account.id.rsplit("/", 1)[-1]
-    for pattern in policy.name_patterns:
+    for pattern, compiled in _compiled(tuple(policy.name_patterns)):
         for candidate in (name, *containers, blob):
-            if candidate and re.search(pattern, candidate, re.IGNORECASE):
+            if candidate and compiled.search(candidate):
                 marks.append(f"name {candidate!r} matches pattern {pattern!r}")
     return marks
 
 
 def provenance_severity(account: AccountFacts, policy: Policy, base: str) -> tuple[str, list[str]]:
     """Raise severity for high-fidelity synthetic data derived from personal data without a guarantee."""
-    tags = {str(k).lower(): str(v).lower() for k, v in account.tags.items()}
+    tags = _lowered(account.tags)
     sensitivity = tags.get(policy.sensitivity_tag, "")
     guarantee = tags.get(policy.guarantee_tag, "")
     fidelity = tags.get(policy.fidelity_tag, "")
@@ -102,7 +115,7 @@ def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
             continue
         synthetic.append(account_id)
         reasons.append(f"{account_id}: synthetic data ({'; '.join(marks)})")
-        if not _matches(account.tags, policy.synthetic_tags) and signal.kind is SignalKind.BLOB_CREATED:
+        if signal.kind is SignalKind.BLOB_CREATED and not _matches(account.tags, policy.synthetic_tags):
             findings.append(f"{account_id}: synthetic data landed in an account not classified for it")
         base = "medium"
         if signal.kind in EXPOSURE_KINDS:
@@ -128,9 +141,10 @@ def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
                 else (f"alert names it: {signal.title or signal.subject}")
             )
             reasons.append(f"{account_id}: {label}")
-            if _exposure(account):
+            why = _exposure(account)
+            if why:
                 base = "high"
-                reasons.append(f"{account_id}: {_exposure(account)}")
+                reasons.append(f"{account_id}: {why}")
         level, why = provenance_severity(account, policy, base)
         if why:
             reasons.append(f"{account_id}: severity {level}: {', '.join(why)}")

@@ -57,6 +57,8 @@ class Signal:
     incident_id: str = ""
     title: str = ""
     requested_actions: tuple[str, ...] = ()
+    search_query: str = ""
+    search_window: tuple[str, str] = ("", "")
     notes: tuple[str, ...] = ()
 
 

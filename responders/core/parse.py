@@ -30,6 +30,7 @@ OPERATIONS: Mapping[str, SignalKind] = {
 RESOURCE_EVENTS = ("microsoft.resources.resourcewritesuccess", "microsoft.resources.resourceactionsuccess")
 BLOB_CREATED = "microsoft.storage.blobcreated"
 VALIDATION = "microsoft.eventgrid.subscriptionvalidationevent"
+RESOURCE_DIMENSIONS = ("_resourceid", "resourceid")
 
 
 def is_guid(value: object) -> bool:
@@ -38,6 +39,8 @@ def is_guid(value: object) -> bool:
 
 def _text(obj: Mapping[str, Any], key: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
     value = obj.get(key)
+    if type(value) is str and value and len(value) <= limit:  # the common case, checked first
+        return value
     if value is None or value == "":
         if required:
             raise BadInput(f"missing required field {key!r}")
@@ -51,6 +54,8 @@ def _text(obj: Mapping[str, Any], key: str, *, required: bool = False, limit: in
 
 def _mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = obj.get(key)
+    if type(value) is dict:  # decoded JSON: skip the slower abstract-class check
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -92,9 +97,10 @@ def _caller(data: Mapping[str, Any]) -> Caller:
     evidence = _mapping(_mapping(data, "authorization"), "evidence")
     http = _mapping(data, "httpRequest")
     oid = claims.get(OID_CLAIM) or claims.get("oid") or evidence.get("principalId") or ""
+    appid = claims.get("appid")
     return Caller(
         object_id=str(oid).lower() if is_guid(oid) else "",
-        app_id=str(claims.get("appid", "")).lower() if is_guid(claims.get("appid")) else "",
+        app_id=str(appid).lower() if is_guid(appid) else "",
         ip=str(http.get("clientIpAddress") or claims.get("ipaddr") or "")[:64],
         principal_type=str(evidence.get("principalType", ""))[:64],
         name=str(claims.get("name", ""))[:256],
@@ -116,6 +122,7 @@ def _resource_signal(
         kind, notes = SignalKind.OTHER, [f"resource {resource!r} is not a storage account or container"]
     if kind is SignalKind.OTHER and not notes:
         notes = [f"operation {operation or '(none)'} is not one this responder handles"]
+    account = ref.account_id.lower() if ref else ""
     return Signal(
         id=event_id,
         source=source,
@@ -124,8 +131,8 @@ def _resource_signal(
         operation=operation,
         occurred_at=when,
         subject=subject,
-        accounts=(ref.account_id.lower(),) if ref else (),
-        containers=((ref.account_id.lower(), ref.container),) if ref and ref.container else (),
+        accounts=(account,) if ref else (),
+        containers=((account, ref.container),) if ref and ref.container else (),
         caller=_caller(data),
         notes=tuple(notes),
     )
@@ -341,6 +348,24 @@ def parse_monitor_alert(item: Mapping[str, Any]) -> Signal:
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise BadInput("essentials.alertTargetIDs must be a list of strings")
     refs = [r for r in (parse_storage_id(t) for t in targets) if r]
+    condition = _mapping(context, "condition")
+    search, window = "", ("", "")
+    for criterion in condition.get("allOf") or []:
+        if not isinstance(criterion, Mapping):
+            raise BadInput("alertContext.condition.allOf must hold objects")
+        for dimension in criterion.get("dimensions") or []:
+            if (
+                isinstance(dimension, Mapping)
+                and str(dimension.get("name", "")).lower() in RESOURCE_DIMENSIONS
+            ):
+                ref = parse_storage_id(str(dimension.get("value", "")))
+                if ref:
+                    refs.append(ref)
+        search = search or _text(criterion, "searchQuery", limit=8000)
+    if search:
+        window = (_text(condition, "windowStartTime", limit=64), _text(condition, "windowEndTime", limit=64))
+        if not all(window):
+            raise BadInput("log search alert without condition.windowStartTime and windowEndTime")
     operation = _text(context, "operationName").lower()
     kind = OPERATIONS.get(operation, SignalKind.ALERT)
     notes: tuple[str, ...] = ()
@@ -358,6 +383,8 @@ def parse_monitor_alert(item: Mapping[str, Any]) -> Signal:
         containers=_dedupe((r.account_id.lower(), r.container) for r in refs if r.container),
         title=_text(essentials, "alertRule")[:512],
         notes=notes,
+        search_query=search,
+        search_window=window,
     )
 
 
@@ -395,7 +422,7 @@ def parse_playbook(item: Mapping[str, Any], requested_at: str) -> Signal:
 
 def parse_item(item: Any, *, now: str) -> Signal:
     """Parse one item of any accepted schema."""
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):
         raise BadInput("each event must be a JSON object")
     schema = detect_schema(item)
     if schema == "eventgrid":

@@ -21,7 +21,10 @@ REVERSIBLE = {
 
 def action_key(incident: str, kind: str, target: str, params: dict[str, str]) -> str:
     """Deterministic per incident, so a redelivered event finds the same ledger row."""
-    raw = "|".join([incident, kind, target.lower(), *(f"{k}={v}" for k, v in sorted(params.items()))])
+    if params:
+        raw = "|".join([incident, kind, target.lower(), *(f"{k}={v}" for k, v in sorted(params.items()))])
+    else:
+        raw = f"{incident}|{kind}|{target.lower()}"
     return "act-" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -31,6 +34,7 @@ class _Builder:
         self.policy = policy
         self.requested = set(requested)
         self.actions: list[Action] = []
+        self.keys: set[str] = set()  # of self.actions, for the membership tests
         self.skipped: list[tuple[str, str]] = []
 
     def add(
@@ -46,7 +50,7 @@ class _Builder:
         if self.requested and kind not in self.requested:
             self.skipped.append((f"{kind} {target}", "not among the actions requested"))
             return key
-        if any(a.key == key for a in self.actions):
+        if key in self.keys:
             return key
         self.actions.append(
             Action(
@@ -55,11 +59,12 @@ class _Builder:
                 key=key,
                 reason=reason,
                 params=params,
-                after=tuple(k for k in after if any(a.key == k for a in self.actions)),
+                after=tuple([k for k in after if k in self.keys]) if after else (),
                 mode=self.policy.approval.get(kind, "auto"),
                 reversible=REVERSIBLE[kind],
             )
         )
+        self.keys.add(key)
         return key
 
 

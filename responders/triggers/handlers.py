@@ -112,6 +112,28 @@ def handle_alerts(req: func.HttpRequest) -> func.HttpResponse:
     return _run_items(rt, items, None)
 
 
+def handle_evidence(req: func.HttpRequest) -> func.HttpResponse:
+    from datetime import UTC, datetime
+
+    from responders.evidence_pack import build_pack, render_json, render_markdown
+
+    rt = runtime()
+    _, refusal = caller_of(req, rt)
+    if refusal is not None:
+        return refusal
+    incident = req.route_params.get("incident", "")
+    fmt = req.params.get("format", "json")
+    if fmt not in ("md", "json") or not incident.startswith("inc-") or len(incident) > 64:
+        return _response({"error": "GET /api/evidence/inc-... with format md or json"}, 400)
+    row = rt.ledger.incident(incident)
+    if row is None:
+        return _response({"error": f"no incident {incident}"}, 404)
+    pack = build_pack(row, datetime.now(UTC))
+    if fmt == "md":
+        return func.HttpResponse(render_markdown(pack), status_code=200, mimetype="text/markdown")
+    return func.HttpResponse(render_json(pack), status_code=200, mimetype=JSON)
+
+
 PLAYBOOK_KEYS = {"resourceId", "event", "approve", "restore", "execute", "actions", "reason", "requestId"}
 OPERATIONS = ("resourceId", "event", "approve", "restore")
 

@@ -16,6 +16,15 @@ def alerts(req: func.HttpRequest) -> func.HttpResponse:
     return handle_alerts(req)
 
 
+@bp.function_name("evidence")
+@bp.route(route="evidence/{incident}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def evidence(req: func.HttpRequest) -> func.HttpResponse:
+    """The audit evidence pack of an incident (?format=md|json)."""
+    from responders.triggers.handlers import handle_evidence
+
+    return handle_evidence(req)
+
+
 @bp.function_name("playbook")
 @bp.route(route="playbook", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def playbook(req: func.HttpRequest) -> func.HttpResponse:

@@ -1,0 +1,76 @@
+"""Sentinel adapter (Microsoft.SecurityInsights over the ARM pipeline): incident comment and labels.
+
+The comment id is derived from our incident key, so a retry or redelivery rewrites the same comment
+instead of adding a second one. Labels are added with the incident's etag (optimistic concurrency).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from responders.clients import Clients
+
+API_VERSION = "2024-09-01"
+LABELS = ("synthetic-data-leak", "contained-by-responder")
+COMMENT_NAMESPACE = uuid.UUID("6f1e0c52-7a1d-4c3e-9b55-2f0f8f6f4a10")
+MAX_COMMENT = 30_000
+
+
+def comment_id(incident_key: str) -> str:
+    """Deterministic comment id for one of our incidents."""
+    return str(uuid.uuid5(COMMENT_NAMESPACE, incident_key))
+
+
+def _send(
+    clients: Clients, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+) -> Any:
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.rest import HttpRequest
+
+    client = clients.arm()
+    request = HttpRequest(
+        method, client.format_url(url), params={"api-version": API_VERSION}, json=body, headers=headers
+    )
+    response = client.send_request(request)
+    if response.status_code >= 400:
+        raise HttpResponseError(response=response)
+    return response
+
+
+def write_comment(clients: Clients, incident_arm_id: str, incident_key: str, message: str) -> str:
+    """PUT the comment (create or replace); returns the comment id."""
+    cid = comment_id(incident_key)
+    text = message if len(message) <= MAX_COMMENT else message[: MAX_COMMENT - 20] + "\n...(truncated)"
+    _send(clients, "PUT", f"{incident_arm_id}/comments/{cid}", {"properties": {"message": text}})
+    return cid
+
+
+def add_labels(clients: Clients, incident_arm_id: str, labels: tuple[str, ...] = LABELS) -> list[str]:
+    """Add labels the incident lacks; retries once on an etag conflict. Returns the labels added."""
+    from azure.core.exceptions import HttpResponseError
+
+    for attempt in range(2):
+        incident = _send(clients, "GET", incident_arm_id).json()
+        props = incident.get("properties", {})
+        present = {str(label.get("labelName", "")).lower() for label in props.get("labels") or []}
+        missing = [label for label in labels if label.lower() not in present]
+        if not missing:
+            return []
+        props["labels"] = [
+            *(props.get("labels") or []),
+            *({"labelName": m, "labelType": "User"} for m in missing),
+        ]
+        body = {"etag": incident.get("etag"), "properties": props}
+        try:
+            _send(clients, "PUT", incident_arm_id, body, headers={"If-Match": str(incident.get("etag", "*"))})
+            return missing
+        except HttpResponseError as exc:
+            if exc.status_code != 412 or attempt == 1:
+                raise
+    return []
+
+
+def comments(clients: Clients, incident_arm_id: str) -> list[dict[str, Any]]:
+    return list(_send(clients, "GET", f"{incident_arm_id}/comments").json().get("value", []))

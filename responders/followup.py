@@ -1,0 +1,154 @@
+"""After containment: evidence from Log Analytics and the write-back to the Sentinel incident.
+
+Neither may block or undo containment: each failure is recorded on the incident row and retried
+on a redelivery, and the ledger already holds the outcome before either runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from responders.core.timeutil import parse_time
+from responders.execute import describe
+
+if TYPE_CHECKING:
+    from responders.core.model import Plan
+    from responders.service import Runtime
+
+log = logging.getLogger("responders.followup")
+_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="evidence")
+TOKEN_LIFETIME = timedelta(minutes=90)
+
+
+def start_evidence(plan: Plan, rt: Runtime) -> Future[Any] | None:
+    """Query the logs as they stand before acting, concurrently with containment."""
+    workspace = rt.settings.log_analytics_workspace_id
+    if not workspace or not (plan.verdict.leak or plan.signal.incident_id):
+        return None
+    from responders import evidence
+
+    return _pool.submit(evidence.collect_storage, rt.clients, workspace, plan, rt.clock())
+
+
+def finish_evidence(
+    plan: Plan, rt: Runtime, before: Future[Any] | None, dry_run: bool
+) -> dict[str, Any] | None:
+    """Summaries before and after containment on the incident row; whole rows in their own rows."""
+    if before is None:
+        return None
+    from responders import evidence
+
+    workspace = rt.settings.log_analytics_workspace_id
+    start, end = evidence.window(plan, rt.clock())
+    record: dict[str, Any] = {"window": {"start": start.isoformat(), "end": end.isoformat()}}
+    try:
+        record["before"], rows_before = before.result(timeout=120)
+        rt.ledger.store_document(plan.incident, "evidence-before", rows_before)
+        if plan.actions and not dry_run:
+            record["after"], rows_after = evidence.collect_storage(rt.clients, workspace, plan, rt.clock())
+            rt.ledger.store_document(plan.incident, "evidence-after", rows_after)
+        record["audit"] = evidence.collect_audit(rt.clients, workspace, plan, rt.clock())
+    except Exception as exc:
+        log.warning("incident %s: evidence query failed: %s", plan.incident, describe(exc))
+        record["error"] = describe(exc)
+    rt.ledger.set_incident_status(plan.incident, _status(rt, plan), rt.clock(), Evidence=record)
+    return record
+
+
+def _status(rt: Runtime, plan: Plan) -> str:
+    head = rt.ledger.head(plan.incident) or {}
+    return str(head.get("Status", ""))
+
+
+def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None) -> str:
+    """What the responder did, in words a Sentinel analyst reads: verdict, actions, what remains."""
+    v = result["verdict"]
+    lines = [
+        f"Synthetic-data leak responder: incident {result['incident']}, status {result['status']}"
+        + (" (dry-run: nothing was changed)" if result.get("dry_run") else ""),
+        f"Verdict: {'LEAK' if v['leak'] else 'no containable leak'}, severity {v['severity']}, "
+        f"confidence {v['confidence']}",
+        "Why:",
+        *(f"- {r}" for r in v["reasons"]),
+    ]
+    if v.get("findings"):
+        lines += ["Findings (not acted on):", *(f"- {f}" for f in v["findings"])]
+    if result["outcomes"]:
+        lines.append("Actions:")
+        for o in result["outcomes"]:
+            params = " ".join(f"{k}={val}" for k, val in o["params"].items())
+            err = f" ({o['error']})" if o.get("error") else ""
+            lines.append(f"- {o['kind']} on {o['target'].rsplit('/', 1)[-1]} {params}: {o['status']}{err}")
+    else:
+        lines.append("Actions: none. Nothing named by this incident could be contained.")
+    if result["skipped"]:
+        lines += ["Not acted on:", *(f"- {s['what']}: {s['why']}" for s in result["skipped"])]
+    if evidence and evidence.get("before", {}).get("callers"):
+        lines.append("Evidence (StorageBlobLogs):")
+        for caller in evidence["before"]["callers"][:20]:
+            ops = ", ".join(f"{k} x{n}" for k, n in caller["operations"].items())
+            lines.append(
+                f"- {caller['ip']} {caller['auth']}: {ops}; {caller['bytes_out']} bytes out "
+                f"({', '.join(caller['accounts'])})"
+            )
+    remaining = remaining_for_humans(result)
+    if remaining:
+        lines += ["Remaining for a human:", *(f"- {r}" for r in remaining)]
+    lines.append(f"Evidence pack: python -m responders evidence {result['incident']}")
+    return "\n".join(lines)
+
+
+def remaining_for_humans(result: dict[str, Any]) -> list[str]:
+    out = []
+    for o in result["outcomes"]:
+        if o["kind"] == "identity.disable_service_principal" and o["status"] == "contained":
+            acted = parse_time(o.get("after", {}).get("actedAt"))
+            until = f" (until about {(acted + TOKEN_LIFETIME).isoformat()})" if acted else ""
+            out.append(f"tokens already issued to {o['target']} stay valid up to 90 minutes{until}")
+        if (
+            o["kind"] == "storage.regenerate_key"
+            and o["status"] == "contained"
+            and o["params"].get("key_name") == "key2"
+        ):
+            out.append(f"hand the new keys of {o['target'].rsplit('/', 1)[-1]} to its legitimate users")
+        if o["status"] in ("failed", "pending-approval", "skipped"):
+            out.append(f"{o['kind']} on {o['target'].rsplit('/', 1)[-1]} is {o['status']}: decide and act")
+    return out
+
+
+def write_back(plan: Plan, rt: Runtime, result: dict[str, Any], evidence: dict[str, Any] | None) -> None:
+    """Comment (deterministic id) and labels on the Sentinel incident the signal came from."""
+    incident_arm_id = plan.signal.incident_id
+    if not incident_arm_id:
+        return
+    head = rt.ledger.head(plan.incident) or {}
+    if (
+        head.get("CommentStatus") == "written"
+        and (head.get("Comment") or {}).get("status") == result["status"]
+    ):
+        return  # this delivery adds nothing the incident was not told already
+    from responders.actions import sentinel
+
+    try:
+        cid = sentinel.write_comment(
+            rt.clients, incident_arm_id, plan.incident, comment_text(result, evidence)
+        )
+        wanted = ("synthetic-data-leak",) if result["verdict"]["leak"] else ()
+        if result["status"] == "contained":
+            wanted += ("contained-by-responder",)
+        labels = sentinel.add_labels(rt.clients, incident_arm_id, wanted) if wanted else []
+        rt.ledger.set_incident_status(
+            plan.incident,
+            result["status"],
+            rt.clock(),
+            CommentStatus="written",
+            Comment={"id": cid, "at": rt.clock(), "labels_added": labels, "status": result["status"]},
+        )
+    except Exception as exc:
+        log.warning("incident %s: Sentinel write-back failed: %s", plan.incident, describe(exc))
+        rt.ledger.set_incident_status(
+            plan.incident, result["status"], rt.clock(), CommentStatus=f"failed: {describe(exc)}"
+        )
