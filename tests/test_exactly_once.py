@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -97,7 +98,10 @@ def test_every_sample_five_times_shuffled_and_concurrent(make_harness) -> None:
     assert set(statuses) <= {"contained", "already-contained"}
 
 
-def test_thirty_percent_faults_complete_or_are_recorded_and_complete_on_redelivery(make_harness) -> None:
+def test_thirty_percent_faults_complete_or_are_recorded_and_complete_on_redelivery(
+    make_harness, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
     h = make_harness()
     h.sim.set_faults(
         [
@@ -123,6 +127,11 @@ def test_thirty_percent_faults_complete_or_are_recorded_and_complete_on_redelive
     incidents = [r for r in h.all_ledger_rows() if r["RowKey"] == "incident"]
     assert len(incidents) == len(items)
     assert {r["Status"] for r in incidents} <= {"contained", "ignored", "nothing-to-do"}
+    # under faults too, no key, token or connection string reaches the logs or the ledger
+    ledger = json.dumps(h.all_ledger_rows(), default=str)
+    leaked = [s for s in h.sim.secrets() if s in caplog.text or s in ledger]
+    assert not leaked
+    assert "AccountKey=" not in caplog.text + ledger
 
 
 def test_crash_after_the_write_is_recovered_by_verifying_state(make_harness) -> None:
