@@ -118,13 +118,15 @@ def window(plan: Plan, now: str) -> tuple[Any, Any]:
 
 
 def collect_storage(
-    clients: Clients, workspace: str, plan: Plan, now: str
+    clients: Clients, workspace: str, plan: Plan, now: str, since: str = ""
 ) -> tuple[dict[str, Any], list[dict]]:
-    """StorageBlobLogs for the accounts of the plan (or of the signal when nothing was planned)."""
+    """StorageBlobLogs for the accounts of the plan (or of the signal when nothing was planned);
+    with `since`, only what was logged from then on (the after-containment view)."""
     accounts = sorted({ref.account for ref in (parse_storage_id(a) for a in _accounts(plan)) if ref})
     if not accounts:
         return {"rows": 0, "callers": [], "auth_types": {}, "bytes_out": 0, "error": ""}, []
     start, end = window(plan, now)
+    start = parse_time(since) or start
     rows = run_query(clients, workspace, storage_query(accounts), start, end)
     return summarise(rows), rows
 

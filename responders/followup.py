@@ -34,7 +34,7 @@ def start_evidence(plan: Plan, rt: Runtime) -> Future[Any] | None:
 
 
 def finish_evidence(
-    plan: Plan, rt: Runtime, before: Future[Any] | None, dry_run: bool
+    plan: Plan, rt: Runtime, before: Future[Any] | None, dry_run: bool, acted_from: str = ""
 ) -> dict[str, Any] | None:
     """Summaries before and after containment on the incident row; whole rows in their own rows."""
     if before is None:
@@ -48,7 +48,10 @@ def finish_evidence(
         record["before"], rows_before = before.result(timeout=120)
         rt.ledger.store_document(plan.incident, "evidence-before", rows_before)
         if plan.actions and not dry_run:
-            record["after"], rows_after = evidence.collect_storage(rt.clients, workspace, plan, rt.clock())
+            record["after"], rows_after = evidence.collect_storage(
+                rt.clients, workspace, plan, rt.clock(), since=acted_from
+            )
+            record["after"]["since"] = acted_from
             rt.ledger.store_document(plan.incident, "evidence-after", rows_after)
         record["audit"] = evidence.collect_audit(rt.clients, workspace, plan, rt.clock())
     except Exception as exc:

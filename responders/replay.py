@@ -190,14 +190,34 @@ class Replayer:
         out.write("\nAfter the run, the simulated tenant holds:\n")
         for line in describe_state(self.standins.simulator.state.snapshot(redact=True)):
             out.write(f"  {line}\n")
-        incidents = list(runtime().ledger.incidents())
-        rows = sum(
-            len((runtime().ledger.incident(i["PartitionKey"]) or {}).get("actions", [])) for i in incidents
-        )
+        ledger = runtime().ledger
+        incidents = list(ledger.incidents())
+        full = [ledger.incident(i["PartitionKey"]) or {} for i in incidents]
+        rows = sum(len(i.get("actions", [])) for i in full)
+        statuses: dict[str, int] = {}
+        for row in incidents:
+            statuses[row.get("Status", "")] = statuses.get(row.get("Status", ""), 0) + 1
         out.write(
             f"The ledger (Azurite table {runtime().settings.ledger_table}) holds {len(incidents)} incident "
-            f"rows and {rows} action rows.\n"
+            f"rows ({', '.join(f'{n} {k}' for k, n in sorted(statuses.items()))}) and {rows} action rows, "
+            "each with its state before and after.\n"
         )
+        sentinel = [i for i in full if i.get("IncidentArmId") and i.get("Status") == "contained"]
+        for incident in sentinel[:1]:
+            comments = self.standins.simulator.state.comments(incident["IncidentArmId"].rsplit("/", 1)[-1])
+            out.write(
+                f"The Sentinel incident {incident['IncidentArmId'].rsplit('/', 1)[-1]} holds "
+                f"{len(comments)} comment(s) from the responder.\n"
+            )
+            from datetime import UTC, datetime
+
+            from responders.evidence_pack import build_pack, render_markdown
+
+            out.write(
+                f"\nEvidence pack of {incident['PartitionKey']} "
+                f"(python -m responders evidence {incident['PartitionKey']}):\n\n"
+            )
+            out.write(render_markdown(build_pack(incident, datetime.now(UTC))) + "\n")
 
 
 def describe_state(snapshot: dict[str, Any]) -> list[str]:

@@ -247,6 +247,7 @@ def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
     from responders import followup
 
     evidence_before = followup.start_evidence(plan, rt)
+    acted_from = rt.clock()
     outcomes = rt.executor.run(plan, dry_run=dry_run) if plan.verdict.leak else []
     status = incident_status(plan, outcomes, dry_run)
     rt.ledger.set_incident_status(plan.incident, status, rt.clock())
@@ -264,7 +265,7 @@ def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
         if evidence_before is not None:
             evidence_before.cancel()
         raise TransientFailure(f"incident {plan.incident}: some actions must be retried")
-    evidence = followup.finish_evidence(plan, rt, evidence_before, dry_run)
+    evidence = followup.finish_evidence(plan, rt, evidence_before, dry_run, acted_from)
     if not dry_run:
         followup.write_back(plan, rt, result, evidence)
     return result
