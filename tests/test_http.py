@@ -151,3 +151,24 @@ def test_endpoints_answer_hostile_bodies_with_4xx_or_a_harmless_2xx(make_harness
         if status == 400:
             assert payload["error"]
     assert h.writes() == []
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(incident=st.text(max_size=80), fmt=st.text(max_size=6))
+def test_evidence_route_answers_any_key_with_a_4xx_or_the_pack(make_harness, incident: str, fmt: str) -> None:
+    import azure.functions as func
+
+    h = getattr(test_evidence_route_answers_any_key_with_a_4xx_or_the_pack, "harness", None)
+    if h is None:
+        h = make_harness(dry_run=True)
+        test_evidence_route_answers_any_key_with_a_4xx_or_the_pack.harness = h  # type: ignore[attr-defined]
+    req = func.HttpRequest(
+        method="GET",
+        url="http://localhost/api/evidence/x",
+        body=b"",
+        route_params={"incident": incident},
+        params={"format": fmt},
+    )
+    response = h.functions["evidence"](req)
+    assert response.status_code in (400, 404)
+    assert json.loads(response.get_body())["error"]
