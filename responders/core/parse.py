@@ -273,6 +273,18 @@ def _dedupe(values: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(dict.fromkeys(values))
 
 
+def _targets(entities: Iterable[Mapping[str, Any]], accounts: Iterable[str] = ()) -> dict[str, Any]:
+    """Signal fields for the containment targets the entities name, de-duplicated in order."""
+    found, containers, principals, apps, ips = _entity_targets(entities)
+    return {
+        "accounts": _dedupe([*found, *accounts]),
+        "containers": _dedupe(containers),
+        "principals": _dedupe(principals),
+        "apps": _dedupe(apps),
+        "ips": _dedupe(ips),
+    }
+
+
 def parse_sentinel_incident(item: Mapping[str, Any]) -> Signal:
     """Sentinel incident trigger body: `object` is the incident with related entities and alerts."""
     obj = _mapping(item, "object")
@@ -283,7 +295,6 @@ def parse_sentinel_incident(item: Mapping[str, Any]) -> Signal:
         if isinstance(alert, Mapping):
             alert_props = alert.get("properties") if isinstance(alert.get("properties"), Mapping) else alert
             entities.extend(_entities(alert_props.get("entities") or alert_props.get("Entities")))
-    accounts, containers, principals, apps, ips = _entity_targets(entities)
     return Signal(
         id=incident_id.lower(),
         source="sentinel-incident",
@@ -292,13 +303,9 @@ def parse_sentinel_incident(item: Mapping[str, Any]) -> Signal:
         occurred_at=_text(props, "firstActivityTimeUtc", limit=64)
         or _text(props, "createdTimeUtc", limit=64),
         subject=incident_id,
-        accounts=_dedupe(accounts),
-        containers=_dedupe(containers),
-        principals=_dedupe(principals),
-        apps=_dedupe(apps),
-        ips=_dedupe(ips),
         incident_id=incident_id,
         title=_text(props, "title")[:512],
+        **_targets(entities),
     )
 
 
@@ -314,12 +321,12 @@ def parse_sentinel_alert(item: Mapping[str, Any]) -> Signal:
             ext = json.loads(ext) if ext.strip() else {}
         except json.JSONDecodeError as exc:
             raise BadInput(f"ExtendedProperties is a string but not JSON: {exc.msg}") from exc
-    accounts, containers, principals, apps, ips = _entity_targets(entities)
+    extra: list[str] = []
     if isinstance(ext, Mapping):
         for key in ("ResourceId", "resourceId", "Resource Id"):
             ref = parse_storage_id(str(ext.get(key, "")))
             if ref:
-                accounts.append(ref.account_id.lower())
+                extra.append(ref.account_id.lower())
     incident = _text(item, "IncidentArmId", limit=1024) or _text(item, "incidentArmId", limit=1024)
     return Signal(
         id=alert_id.lower(),
@@ -328,13 +335,9 @@ def parse_sentinel_alert(item: Mapping[str, Any]) -> Signal:
         event_type="SecurityAlert",
         occurred_at=_text(item, "StartTime", limit=64) or _text(item, "TimeGenerated", limit=64),
         subject=_text(item, "AlertDisplayName")[:512],
-        accounts=_dedupe(accounts),
-        containers=_dedupe(containers),
-        principals=_dedupe(principals),
-        apps=_dedupe(apps),
-        ips=_dedupe(ips),
         incident_id=incident,
         title=_text(item, "AlertDisplayName")[:512],
+        **_targets(entities, extra),
     )
 
 

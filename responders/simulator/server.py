@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ipaddress
 import json
 import secrets
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from responders.settings import is_loopback_url
 from responders.simulator.auth import TokenStore
 from responders.simulator.dispatch import Dispatcher
 from responders.simulator.events import EventLog
@@ -29,12 +29,7 @@ from responders.simulator.transport import HttpsServer
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_url(f"https://{host}")
 
 
 class Simulator:
