@@ -105,6 +105,60 @@ def _summary(results: list[dict[str, Any]], calls: dict[str, int]) -> dict[str, 
     }
 
 
+class Progress:
+    """A one-line progress bar on stderr, for runs long enough to need one."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, every: int = 1000) -> None:
+        self.total, self.done, self.every = total, 0, every
+        self.stream = stream or sys.stderr
+        self.enabled = total >= every or self.stream.isatty()
+
+    def step(self, n: int = 1) -> None:
+        self.done += n
+        if self.enabled and (self.done % self.every == 0 or self.done == self.total):
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} events")
+            if self.done >= self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+
+
+def replay_offline(files: list[Path], args: argparse.Namespace, out: TextIO) -> list[dict[str, Any]]:
+    """Dry-run classification with the facts of a tenant snapshot: no Azure, no stand-ins, no ledger."""
+    from responders.core.model import BadInput, Outcome
+    from responders.offline import classify_offline
+    from responders.service import incident_status, report, utc_now
+    from responders.settings import ConfigError, load_policy_document
+
+    tenant = json.loads(Path(args.tenant).read_text(encoding="utf-8"))
+    try:
+        policy = load_policy_document(Path(args.policy).read_text(encoding="utf-8"), args.policy)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    policy = policy.with_responder(tenant.get("responderIdentity", {}).get("principalId", ""))
+    work: list[tuple[str, Any, bytes]] = []
+    for path in files:
+        items, raw = load_items(path)
+        work += [(path.name, item, b"") for item in items] if items else [(path.name, None, raw)]
+    progress = Progress(len(work) * args.repeat)
+    now = utc_now()
+    results: list[dict[str, Any]] = []
+    for name, item, raw in work:
+        for _ in range(args.repeat):
+            try:
+                plan = classify_offline(raw if item is None else item, tenant, policy, now=now)
+            except BadInput as exc:
+                results.append({"file": name, "status": "rejected", "error": str(exc)})
+            else:
+                outcomes = [Outcome(action=a, status="dry-run") for a in plan.actions]
+                result = report(plan, outcomes, incident_status(plan, outcomes, True), True)
+                result["file"] = name
+                results.append(result)
+            progress.step()
+    return results
+
+
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     from responders.replay import Replayer
 
@@ -113,6 +167,12 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError("no .json capture files found")
     if args.repeat < 1:
         raise CliError("--repeat must be at least 1")
+    if args.offline:
+        if args.execute or args.target:
+            raise CliError("--offline classifies only: it cannot be combined with --execute or --target")
+        results = replay_offline(files, args, out)
+        _write_results(results, {"read": 0, "write": 0}, args, out)
+        return 0
     with Replayer.start(
         execute=args.execute, target=args.target, policy_file=args.policy, tenant=args.tenant
     ) as replayer:
@@ -125,25 +185,32 @@ def write_replay(
 ) -> list[dict[str, Any]]:
     """Deliver every file (`--repeat` times) and print the table or JSON lines and the summary."""
     results = []
+    progress = Progress(len(files) * args.repeat, every=50)
     for path in files:
         for _ in range(args.repeat):
             results.extend(replayer.replay_file(path))
-    calls = replayer.calls()
+            progress.step()
+    _write_results(results, replayer.calls(), args, out)
+    if args.execute and args.format != "json":
+        replayer.print_evidence(out)
+    return results
+
+
+def _write_results(
+    results: list[dict[str, Any]], calls: dict[str, int], args: argparse.Namespace, out: TextIO
+) -> None:
     summary = _summary(results, calls)
     if args.format == "json":
         for r in results:
             out.write(json.dumps(r, sort_keys=True) + "\n")
         out.write(json.dumps(summary, sort_keys=True) + "\n")
-        return results
+        return
     _table(results, out)
     mode = "EXECUTED" if args.execute else "DRY-RUN (nothing changed; add --execute)"
     out.write(
         f"{mode}: {summary['events']} events, {summary['leaks']} leaks, {summary['rejected']} rejected; "
         f"actions {summary['actions']}; tenant calls {calls}\n"
     )
-    if args.execute:
-        replayer.print_evidence(out)
-    return results
 
 
 def cmd_simulator(args: argparse.Namespace, out: TextIO) -> int:
@@ -262,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="tenant seed for the simulator started when no endpoints are set",
     )
     replay.add_argument("--repeat", type=int, default=1, help="deliver each event N times (at-least-once)")
+    replay.add_argument(
+        "--offline",
+        action="store_true",
+        help="classify with the facts of --tenant only: no Azure, stand-ins or ledger",
+    )
     replay.set_defaults(func=cmd_replay)
     sim = sub.add_parser("simulator", help="serve the simulated tenant over HTTPS on loopback")
     sim.add_argument("--tenant", default=str(ROOT / "samples" / "tenant.json"))

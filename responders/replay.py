@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -21,10 +22,16 @@ REDELIVERIES = 3
 
 
 _FUNCTIONS: dict[str, Any] = {}
+_FUNCTIONS_LOCK = threading.Lock()
 
 
 def _functions() -> dict[str, Any]:
     """The app's registered functions by name; indexed once, as the host does (it may not repeat)."""
+    with _FUNCTIONS_LOCK:
+        return _index_functions()
+
+
+def _index_functions() -> dict[str, Any]:
     if not _FUNCTIONS:
         if str(ROOT) not in sys.path:
             sys.path.insert(0, str(ROOT))

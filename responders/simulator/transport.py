@@ -74,6 +74,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     timeout = 60
+    # headers and body go out in separate writes: without TCP_NODELAY each reply waits ~40 ms for
+    # the peer's delayed ACK, which would dominate every latency measured against the simulator
+    disable_nagle_algorithm = True
     server: HttpsServer
 
     def version_string(self) -> str:

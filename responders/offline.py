@@ -1,0 +1,203 @@
+"""Offline classification: parse -> classify -> plan with the facts taken from a tenant snapshot.
+
+`replay --offline` and the throughput benchmark use this to answer "what would the responder do with
+these events?" without Azure, the simulator or the ledger: no I/O at all. The facts are built from
+the tenant snapshot format of `samples/tenant.json` (the format the simulated tenant is seeded from),
+so an offline verdict and plan match what a dry-run against that simulated tenant produces.
+
+The snapshot is treated as immutable: the facts of each account and principal are built once per
+snapshot object and reused (frozen values), so classifying many events about one account costs one
+build. Pass a new dict (or call `forget`) after changing a snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from responders.core.arm import normalise_account_id
+from responders.core.classify import classify
+from responders.core.model import (
+    AccountFacts,
+    BadInput,
+    ContainerFacts,
+    Facts,
+    Plan,
+    PrincipalFacts,
+    Signal,
+    SignalKind,
+)
+from responders.core.parse import parse_item
+from responders.core.plan import plan as make_plan
+from responders.core.policy import Policy
+
+# Seed keys that describe the resource itself; every other top-level key of a seeded account or
+# container is an ARM property (the simulator reads the snapshot the same way).
+_ACCOUNT_FIELDS = {
+    "id",
+    "name",
+    "type",
+    "location",
+    "kind",
+    "sku",
+    "tags",
+    "containers",
+    "properties",
+    "keys",
+}
+_CONTAINER_FIELDS = {"name", "etag", "properties", "id", "type"}
+_CREDENTIAL_KINDS = (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY)
+# The texts the live readers record for a missing resource (read_account / read_principal on a 404).
+ACCOUNT_NOT_FOUND = "not found (Not Found)"
+PRINCIPAL_NOT_FOUND = "not a service principal (404)"
+
+
+class _Snapshot:
+    """Indexes of one tenant snapshot, and the facts built from it so far (per account, per principal)."""
+
+    def __init__(self, tenant: Mapping[str, Any]) -> None:
+        self.tenant = tenant
+        self.account_seeds = {
+            normalise_account_id(str(a.get("id", ""))): a for a in tenant.get("storageAccounts") or []
+        }
+        self.principal_seeds = {
+            str(sp.get("id", "")).lower(): sp for sp in tenant.get("servicePrincipals") or []
+        }
+        self.by_app = {
+            str(sp.get("appId", "")).lower(): str(sp.get("id", "")).lower()
+            for sp in tenant.get("servicePrincipals") or []
+            if sp.get("appId")
+        }
+        self.accounts: dict[str, AccountFacts] = {}
+        self.principals: dict[str, PrincipalFacts] = {}
+        self.facts: dict[tuple[Any, ...], Facts] = {}
+
+    def account(self, account_id: str) -> AccountFacts:
+        facts = self.accounts.get(account_id)
+        if facts is None:
+            seed = self.account_seeds.get(normalise_account_id(account_id))
+            facts = (
+                AccountFacts(id=account_id, found=False, error=ACCOUNT_NOT_FOUND)
+                if seed is None
+                else _account_facts(account_id, seed)
+            )
+            self.accounts[account_id] = facts
+        return facts
+
+    def principal(self, object_id: str) -> PrincipalFacts:
+        facts = self.principals.get(object_id)
+        if facts is None:
+            seed = self.principal_seeds.get(object_id.lower())
+            facts = (
+                PrincipalFacts(object_id=object_id, found=False, error=PRINCIPAL_NOT_FOUND)
+                if seed is None
+                else _principal_facts(object_id, seed)
+            )
+            self.principals[object_id] = facts
+        return facts
+
+
+def _account_facts(account_id: str, seed: Mapping[str, Any]) -> AccountFacts:
+    """What read_account returns for this seed when the simulated tenant serves it."""
+    props = {k: v for k, v in seed.items() if k not in _ACCOUNT_FIELDS}
+    props.update(seed.get("properties") or {})
+    containers = []
+    for c in seed.get("containers") or []:
+        cprops = {k: v for k, v in c.items() if k not in _CONTAINER_FIELDS}
+        cprops.update(c.get("properties") or {})
+        containers.append(
+            ContainerFacts(
+                name=str(c.get("name", "")),
+                public_access=str(cprops.get("publicAccess") or "None"),
+                metadata=dict(cprops.get("metadata") or {}),
+            )
+        )
+    allow = props.get("allowBlobPublicAccess")
+    return AccountFacts(
+        id=account_id,
+        tags=dict(seed.get("tags") or {}),
+        allow_blob_public_access=None if allow is None else bool(allow),
+        key_creation_time={k: str(v) for k, v in (props.get("keyCreationTime") or {}).items()},
+        containers=tuple(containers),
+    )
+
+
+def _principal_facts(object_id: str, seed: Mapping[str, Any]) -> PrincipalFacts:
+    return PrincipalFacts(
+        object_id=object_id,
+        app_id=str(seed.get("appId") or "").lower(),
+        display_name=str(seed.get("displayName") or ""),
+        account_enabled=seed.get("accountEnabled") is not False,
+    )
+
+
+_SNAPSHOTS: dict[int, _Snapshot] = {}
+
+
+def _snapshot(tenant: Mapping[str, Any]) -> _Snapshot:
+    found = _SNAPSHOTS.get(id(tenant))
+    if found is None or found.tenant is not tenant:  # same id, different (collected and reused) object
+        if len(_SNAPSHOTS) > 16:
+            _SNAPSHOTS.clear()
+        found = _SNAPSHOTS[id(tenant)] = _Snapshot(tenant)
+    return found
+
+
+def forget(tenant: Mapping[str, Any] | None = None) -> None:
+    """Drop the cached facts of one snapshot (all when None), e.g. after editing it in place."""
+    if tenant is None:
+        _SNAPSHOTS.clear()
+    else:
+        _SNAPSHOTS.pop(id(tenant), None)
+
+
+def facts_from_tenant(tenant: Mapping[str, Any], signal: Signal) -> Facts:
+    """The Facts `service.gather_facts` would read for this signal, from the snapshot instead of Azure:
+    every account named, every principal named, the caller of a credential signal, and the service
+    principals of the applications named (by appId)."""
+    snap = _snapshot(tenant)
+    caller = signal.caller.object_id if signal.kind in _CREDENTIAL_KINDS else ""
+    key = (signal.accounts, signal.principals, caller, signal.apps)
+    facts = snap.facts.get(key)
+    if facts is not None:
+        return facts
+    principals = list(signal.principals)
+    if caller:
+        principals.append(caller)
+    principal_facts = {p: snap.principal(p) for p in dict.fromkeys(principals)}
+    for app in signal.apps:
+        object_id = snap.by_app.get(app.lower())
+        if object_id:
+            principal_facts.setdefault(object_id, snap.principal(object_id))
+    facts = Facts(accounts={a: snap.account(a) for a in signal.accounts}, principals=principal_facts)
+    if len(snap.facts) < 4096:
+        snap.facts[key] = facts
+    return facts
+
+
+def classify_offline(
+    raw: bytes | str | Any, tenant: Mapping[str, Any], policy: Policy, *, now: str = ""
+) -> Plan:
+    """One event (JSON bytes or text, or the parsed item) -> its Plan, as a dry-run would make it.
+
+    Raises BadInput with the reason for input the pipeline would reject. `policy` should already hold
+    the responder's own identity (`Settings.policy` does), so its echoes are ignored; `now` is the
+    request time given to manual playbook requests.
+    """
+    if isinstance(raw, (bytes, bytearray, str)):
+        try:
+            item = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadInput(f"body is not valid JSON: {exc}") from exc
+    else:
+        item = raw
+    if isinstance(item, list):
+        raise BadInput("one event at a time: split batches first (responders.core.parse.parse_body)")
+    signal = parse_item(item, now=now)
+    # as service.needs_facts: nothing is read for signals that are ignored before any facts matter
+    wanted = (
+        signal.kind is not SignalKind.OTHER and signal.caller.object_id not in policy.responder_object_ids
+    )
+    facts = facts_from_tenant(tenant, signal) if wanted else Facts()
+    return make_plan(signal, facts, classify(signal, facts, policy), policy)
