@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from responders.core.timeutil import parse_time
-from responders.execute import describe
+from responders.execute import TransientFailure, describe, is_transient
 
 if TYPE_CHECKING:
     from responders.core.model import Plan
@@ -155,3 +155,6 @@ def write_back(plan: Plan, rt: Runtime, result: dict[str, Any], evidence: dict[s
         rt.ledger.set_incident_status(
             plan.incident, result["status"], rt.clock(), CommentStatus=f"failed: {describe(exc)}"
         )
+        if is_transient(exc):
+            # containment is recorded; the redelivery this asks for only retries the comment
+            raise TransientFailure(f"incident {plan.incident}: Sentinel write-back failed") from exc

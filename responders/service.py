@@ -190,8 +190,13 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
     earlier = rt.ledger.head(incident_key(signal.id))
     if earlier and (earlier.get("Status") in SETTLED or (earlier.get("Status") == "dry-run" and dry_run)):
         rt.ledger.note_delivery(earlier["PartitionKey"], int(earlier.get("Deliveries") or 1) + 1, now)
-        recorded = ledger_report(rt.ledger.incident(earlier["PartitionKey"]) or earlier)
+        row = rt.ledger.incident(earlier["PartitionKey"]) or earlier
+        recorded = ledger_report(row)
         recorded["duplicate"] = True
+        if str(earlier.get("CommentStatus", "")).startswith("failed") and not dry_run:
+            from responders import followup
+
+            followup.write_back(plan_from_ledger(row), rt, recorded, row.get("Evidence"))
         log.info("incident %s: repeated delivery, already %s", earlier["PartitionKey"], earlier.get("Status"))
         return recorded
     if earlier and earlier.get("Leak") and not dry_run and earlier.get("Status") in RESUMABLE:

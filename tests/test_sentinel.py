@@ -108,3 +108,16 @@ def test_evidence_route_rejects_bad_keys(make_harness) -> None:
     h = make_harness()
     assert evidence_pack(h, "nope")[0] == 400
     assert evidence_pack(h, "inc-0000")[0] == 404
+
+
+def test_sentinel_alert_linked_to_an_incident_is_contained_and_commented(make_harness) -> None:
+    h = make_harness()
+    status, body, _ = h.http("alerts", sample("16-sentinel-alert-sas-reads.json"))
+    assert status == 200, body
+    [result] = body["results"]
+    assert result["status"] == "contained"
+    kinds = sorted(o["kind"] for o in result["outcomes"])
+    assert kinds.count("storage.regenerate_key") == 2
+    assert "storage.revoke_user_delegation_keys" in kinds
+    [comment] = comments(h, "d4e5f6a7-b8c9-4d0e-9f1a-3b4c5d6e7f80")
+    assert "192.0.2.200 SAS" in comment["properties"]["message"]
