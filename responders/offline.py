@@ -31,22 +31,10 @@ from responders.core.model import (
 from responders.core.parse import parse_item
 from responders.core.plan import plan as make_plan
 from responders.core.policy import Policy
+from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
 
 # Seed keys that describe the resource itself; every other top-level key of a seeded account or
 # container is an ARM property (the simulator reads the snapshot the same way).
-_ACCOUNT_FIELDS = {
-    "id",
-    "name",
-    "type",
-    "location",
-    "kind",
-    "sku",
-    "tags",
-    "containers",
-    "properties",
-    "keys",
-}
-_CONTAINER_FIELDS = {"name", "etag", "properties", "id", "type"}
 _CREDENTIAL_KINDS = (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY)
 # The texts the live readers record for a missing resource (read_account / read_principal on a 404).
 ACCOUNT_NOT_FOUND = "not found (Not Found)"
@@ -100,12 +88,10 @@ class _Snapshot:
 
 def _account_facts(account_id: str, seed: Mapping[str, Any]) -> AccountFacts:
     """What read_account returns for this seed when the simulated tenant serves it."""
-    props = {k: v for k, v in seed.items() if k not in _ACCOUNT_FIELDS}
-    props.update(seed.get("properties") or {})
+    props = seed_properties(seed, ACCOUNT_FIELDS)
     containers = []
     for c in seed.get("containers") or []:
-        cprops = {k: v for k, v in c.items() if k not in _CONTAINER_FIELDS}
-        cprops.update(c.get("properties") or {})
+        cprops = seed_properties(c, CONTAINER_FIELDS)
         containers.append(
             ContainerFacts(
                 name=str(c.get("name", "")),

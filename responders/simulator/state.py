@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from responders.simulator.timefmt import arm_time
+from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
 
 DEFAULT_CREATION_TIME = "2026-01-05T09:00:00.0000000Z"
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
@@ -26,20 +27,6 @@ NO_OWNER = {
 }
 # Seed keys that describe the resource itself; any other top-level key of a seeded account is an
 # ARM property (allowBlobPublicAccess, publicNetworkAccess, ...), so the tenant file stays flat.
-_ACCOUNT_FIELDS = {
-    "id",
-    "name",
-    "type",
-    "location",
-    "kind",
-    "sku",
-    "tags",
-    "containers",
-    "properties",
-    "keys",
-    "keyCreationTime",
-}
-_CONTAINER_FIELDS = {"name", "etag", "properties", "id", "type"}
 
 
 def new_key_value() -> str:
@@ -101,8 +88,7 @@ class TenantState:
 
     def _seed_account(self, seed: dict[str, Any]) -> dict[str, Any]:
         subscription, group, name = _split_id(seed["id"])
-        properties = {k: copy.deepcopy(v) for k, v in seed.items() if k not in _ACCOUNT_FIELDS}
-        properties.update(copy.deepcopy(seed.get("properties") or {}))
+        properties = copy.deepcopy(seed_properties(seed, ACCOUNT_FIELDS))
         created = properties.setdefault("creationTime", DEFAULT_CREATION_TIME)
         key_times = seed.get("keyCreationTime") or properties.pop("keyCreationTime", None) or {}
         seeded_keys = seed.get("keys") or {}
@@ -128,8 +114,7 @@ class TenantState:
 
     @staticmethod
     def _seed_container(seed: dict[str, Any]) -> dict[str, Any]:
-        properties = {k: copy.deepcopy(v) for k, v in seed.items() if k not in _CONTAINER_FIELDS}
-        properties.update(copy.deepcopy(seed.get("properties") or {}))
+        properties = copy.deepcopy(seed_properties(seed, CONTAINER_FIELDS))
         properties.setdefault("publicAccess", "None")
         properties.setdefault("metadata", {})
         properties.setdefault("lastModifiedTime", DEFAULT_CREATION_TIME)
