@@ -104,7 +104,9 @@ def _account_facts(account_id: str, seed: Mapping[str, Any]) -> AccountFacts:
         id=account_id,
         tags=dict(seed.get("tags") or {}),
         allow_blob_public_access=None if allow is None else bool(allow),
-        key_creation_time={k: str(v) for k, v in (props.get("keyCreationTime") or {}).items()},
+        key_creation_time={
+            k: str(v) for k, v in (seed.get("keyCreationTime") or props.get("keyCreationTime") or {}).items()
+        },
         containers=tuple(containers),
     )
 
