@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -61,6 +62,17 @@ def count_calls(requests: list[dict[str, Any]]) -> dict[str, int]:
     return calls
 
 
+_ARM_ACCOUNT = re.compile(
+    r"/subscriptions/[^/ ]+/resourcegroups/[^/ ]+/providers/microsoft\.storage/storageaccounts/",
+    re.IGNORECASE,
+)
+
+
+def _short(text: str) -> str:
+    """Account names instead of full ARM ids, for a table people read (the JSON keeps the ids)."""
+    return _ARM_ACCOUNT.sub("", text)
+
+
 def _table(results: list[dict[str, Any]], out: TextIO) -> None:
     for r in results:
         head = f"{r['file']}: {r.get('status', '?').upper()}"
@@ -72,9 +84,9 @@ def _table(results: list[dict[str, Any]], out: TextIO) -> None:
             f"{head}  leak={'yes' if v['leak'] else 'no'} severity={v['severity']} incident={r['incident']}\n"
         )
         for reason in v["reasons"]:
-            out.write(f"    why: {reason}\n")
+            out.write(f"    why: {_short(reason)}\n")
         for finding in v["findings"]:
-            out.write(f"    finding: {finding}\n")
+            out.write(f"    finding: {_short(finding)}\n")
         by_key = {(o["kind"], o["target"], json.dumps(o["params"], sort_keys=True)): o for o in r["outcomes"]}
         for action in r["plan"]:
             o = by_key.get(
