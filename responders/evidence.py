@@ -151,6 +151,28 @@ def collect_audit(clients: Clients, workspace: str, plan: Plan, now: str) -> lis
     return entries
 
 
+def access_by_account(
+    clients: Clients, workspace: str, accounts: list[str], since: str, now: str
+) -> dict[str, dict[str, int]]:
+    """Authentication types of the requests logged per account from a day before `since` until now.
+    Every account asked about gets an entry, so an empty one means "logged no access"."""
+    refs = {ref.account: a for a in accounts if (ref := parse_storage_id(a))}
+    end = parse_time(now)
+    start = (parse_time(since) or end) - LOOKBACK  # type: ignore[operator]
+    names = ", ".join(f'"{name}"' for name in sorted(refs) if _ACCOUNT.match(name))
+    query = (
+        f"StorageBlobLogs | where AccountName in ({names}) | project AccountName, AuthenticationType "
+        f"| take {MAX_ROWS * 5}"
+    )
+    access: dict[str, dict[str, int]] = {account_id: {} for account_id in refs.values()}
+    for row in run_query(clients, workspace, query, min(start, end), end):  # type: ignore[type-var]
+        account_id = refs.get(str(row.get("AccountName", "")).lower())
+        if account_id is not None:
+            auth = str(row.get("AuthenticationType") or "unknown")
+            access[account_id][auth] = access[account_id].get(auth, 0) + 1
+    return access
+
+
 def resources_from_search(clients: Clients, workspace: str, query: str, start: str, end: str) -> list[str]:
     """Follow a log-search alert's query to the storage resources its results name (immutable ids)."""
     begin, finish = parse_time(start), parse_time(end)

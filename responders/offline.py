@@ -57,9 +57,23 @@ class _Snapshot:
             for sp in tenant.get("servicePrincipals") or []
             if sp.get("appId")
         }
+        logs = ((tenant.get("logAnalytics") or {}).get("tables") or {}).get("StorageBlobLogs")
+        # as evidence.access_by_account: authentication types per account name; None = no logs at all
+        self.access_by_name: dict[str, dict[str, int]] | None = None
+        if logs is not None:
+            self.access_by_name = {}
+            for row in logs:
+                seen = self.access_by_name.setdefault(str(row.get("AccountName", "")).lower(), {})
+                auth = str(row.get("AuthenticationType") or "unknown")
+                seen[auth] = seen.get(auth, 0) + 1
         self.accounts: dict[str, AccountFacts] = {}
         self.principals: dict[str, PrincipalFacts] = {}
         self.facts: dict[tuple[Any, ...], Facts] = {}
+
+    def access(self, account_id: str) -> dict[str, int] | None:
+        if self.access_by_name is None:
+            return None
+        return dict(self.access_by_name.get(account_id.rsplit("/", 1)[-1].lower(), {}))
 
     def account(self, account_id: str) -> AccountFacts:
         facts = self.accounts.get(account_id)
@@ -146,7 +160,7 @@ def facts_from_tenant(tenant: Mapping[str, Any], signal: Signal) -> Facts:
     principals of the applications named (by appId)."""
     snap = _snapshot(tenant)
     caller = signal.caller.object_id if signal.kind in _CREDENTIAL_KINDS else ""
-    key = (signal.accounts, signal.principals, caller, signal.apps)
+    key = (signal.accounts, signal.principals, caller, signal.apps, signal.kind is SignalKind.ALERT)
     facts = snap.facts.get(key)
     if facts is not None:
         return facts
@@ -158,7 +172,11 @@ def facts_from_tenant(tenant: Mapping[str, Any], signal: Signal) -> Facts:
         object_id = snap.by_app.get(app.lower())
         if object_id:
             principal_facts.setdefault(object_id, snap.principal(object_id))
-    facts = Facts(accounts={a: snap.account(a) for a in signal.accounts}, principals=principal_facts)
+    alert = signal.kind is SignalKind.ALERT
+    access = {a: seen for a in signal.accounts if (seen := snap.access(a)) is not None} if alert else {}
+    facts = Facts(
+        accounts={a: snap.account(a) for a in signal.accounts}, principals=principal_facts, access=access
+    )
     if len(snap.facts) < 4096:
         snap.facts[key] = facts
     return facts

@@ -104,6 +104,18 @@ def gather_facts(signal: Signal, rt: Runtime) -> Facts:
     ):
         principals.append(signal.caller.object_id)
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="facts") as pool:
+        access = None
+        if signal.kind is SignalKind.ALERT and signal.accounts and rt.settings.log_analytics_workspace_id:
+            from responders.evidence import access_by_account
+
+            access = pool.submit(
+                access_by_account,
+                rt.clients,
+                rt.settings.log_analytics_workspace_id,
+                list(signal.accounts),
+                signal.occurred_at,
+                rt.clock(),
+            )
         accounts = {a: pool.submit(read_account, rt.clients, a) for a in signal.accounts}
         sps = {p: pool.submit(read_principal, rt.clients, p) for p in dict.fromkeys(principals)}
         apps = [pool.submit(principals_for_app, rt.clients, app) for app in signal.apps]
@@ -111,7 +123,11 @@ def gather_facts(signal: Signal, rt: Runtime) -> Facts:
         for future in apps:
             for sp in future.result():
                 principal_facts.setdefault(sp.object_id, sp)
-        return Facts(accounts={k: f.result() for k, f in accounts.items()}, principals=principal_facts)
+        return Facts(
+            accounts={k: f.result() for k, f in accounts.items()},
+            principals=principal_facts,
+            access=access.result() if access is not None else {},
+        )
 
 
 def incident_status(plan: Plan, outcomes: list[Outcome], dry_run: bool) -> str:

@@ -367,3 +367,38 @@ def test_core_imports_no_azure_sdk() -> None:
             )
             for name in names:
                 assert not name.startswith(("azure", "msgraph", "kiota")), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize(
+    ("access", "kinds", "skip"),
+    [
+        (
+            None,
+            ["storage.regenerate_key", "storage.regenerate_key", "storage.revoke_user_delegation_keys"],
+            "",
+        ),
+        (
+            {"SAS": 2},
+            ["storage.regenerate_key", "storage.regenerate_key", "storage.revoke_user_delegation_keys"],
+            "",
+        ),
+        ({"AccountKey": 1, "OAuth": 3}, ["storage.regenerate_key", "storage.regenerate_key"], ""),
+        ({"Anonymous": 5}, [], "the storage logs show Anonymous"),
+        ({}, [], "the storage logs show no access at all"),
+    ],
+)
+def test_alerts_rotate_keys_only_when_the_logs_show_key_or_sas_access(access, kinds, skip) -> None:
+    alert = {
+        "SystemAlertId": "a3",
+        "AlertDisplayName": "reads",
+        "Entities": [{"Type": "azure-resource", "ResourceId": ACCOUNT}],
+    }
+    signal = parse_item(alert, now=NOW)
+    base = synthetic_account(public=False, containers=(ContainerFacts("data", "None"),))
+    facts = Facts(
+        accounts=base.accounts, principals=base.principals, access={} if access is None else {ACCOUNT: access}
+    )
+    p = plan(signal, facts, classify(signal, facts, POLICY), POLICY)
+    assert [a.kind for a in p.actions] == kinds
+    if skip:
+        assert any(skip in why for _, why in p.skipped)

@@ -86,7 +86,7 @@ def test_after_the_demo_the_tenant_is_contained(executed) -> None:
         account = snap["accounts"][name]
         assert account["properties"]["allowBlobPublicAccess"] is False, name
         assert {c["properties"]["publicAccess"] for c in account["containers"].values()} == {"None"}, name
-    for name in ("stsynthclaims02", "stsynthsas03", "stsynthlake09", "stsynthexport08", "stsynthpublic01"):
+    for name in ("stsynthclaims02", "stsynthsas03", "stsynthlake09", "stsynthexport08"):
         keys = snap["accounts"][name]["keys"]
         assert all(k["creationTime"] > "2026-02-02" for k in keys.values()), name
     for sp in snap["servicePrincipals"].values():
@@ -109,7 +109,7 @@ def test_each_write_happened_exactly_once_despite_double_delivery(executed) -> N
     ]
     assert len(writes) == len(set(writes)), "a write was repeated"
     regenerations = [w for w in writes if w[1].endswith("/regeneratekey")]
-    assert len(regenerations) == 10
+    assert len(regenerations) == 8
 
 
 def test_ledger_holds_one_incident_row_per_event_and_one_row_per_action(executed) -> None:
@@ -150,7 +150,7 @@ def test_summary_line_counts_events_leaks_actions_and_calls(capsys) -> None:
     assert summary["events"] == 16
     assert summary["leaks"] == 11
     assert summary["rejected"] == 2
-    assert summary["actions"]["storage.regenerate_key"] == 10
+    assert summary["actions"]["storage.regenerate_key"] == 8
     assert summary["calls"]["write"] == 0, "dry-run writes nothing"
     assert summary["calls"]["read"] > 0
     assert all(json.loads(line)["file"] for line in lines[:-1])

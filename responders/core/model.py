@@ -110,6 +110,9 @@ class Facts:
 
     accounts: Mapping[str, AccountFacts] = field(default_factory=dict)
     principals: Mapping[str, PrincipalFacts] = field(default_factory=dict)
+    # account id -> {authentication type: requests} from the storage logs around the signal; an
+    # account absent here means "not known" (no workspace, or not asked), never "no access"
+    access: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

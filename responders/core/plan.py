@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from responders.core.classify import CREDENTIAL_KINDS, EXPOSURE_KINDS
 from responders.core.model import Action, Facts, Plan, Signal, SignalKind, Verdict
@@ -79,18 +79,17 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
         return Plan(incident, signal, verdict, (), tuple(builder.skipped))
 
     exposure = signal.kind in (*EXPOSURE_KINDS, SignalKind.ALERT, SignalKind.MANUAL)
-    rotate = signal.kind in (
-        SignalKind.KEYS_LISTED,
-        SignalKind.SAS_LISTED,
-        SignalKind.ALERT,
-        SignalKind.MANUAL,
-    )
-    revoke_udk = signal.kind in (*CREDENTIAL_KINDS, SignalKind.ALERT, SignalKind.MANUAL)
     for account_id in verdict.synthetic_accounts:
         if account_id in verdict.blocked:
             builder.skipped.append((account_id, verdict.blocked[account_id]))
             continue
         account = facts.accounts[account_id]
+        rotate, revoke_udk = _credential_steps(signal, facts.access.get(account_id))
+        if signal.kind is SignalKind.ALERT and not rotate:
+            seen = ", ".join(sorted(facts.access.get(account_id) or {})) or "no access at all"
+            builder.skipped.append(
+                (f"storage.regenerate_key {account_id}", f"keys not rotated: the storage logs show {seen}")
+            )
         if exposure:
             if account.account_public_allowed:
                 builder.add(
@@ -138,6 +137,24 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
             "application identity that obtained access to synthetic data",
         )
     return Plan(incident, signal, verdict, tuple(builder.actions), tuple(builder.skipped))
+
+
+KEY_AUTH = ("sas", "accountkey")
+
+
+def _credential_steps(signal: Signal, access: Mapping[str, int] | None) -> tuple[bool, bool]:
+    """(rotate keys, revoke user-delegation keys). For an alert, rotation (which breaks every
+    legitimate key user) is justified only by key or SAS access in the logs, or by not knowing."""
+    if signal.kind in (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.MANUAL):
+        return True, True
+    if signal.kind is SignalKind.USER_DELEGATION_KEY:
+        return False, True
+    if signal.kind is not SignalKind.ALERT:
+        return False, False
+    if access is None:
+        return True, True
+    seen = {auth.lower() for auth in access}
+    return bool(seen & set(KEY_AUTH)), "sas" in seen
 
 
 def _principals_to_disable(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> list[str]:
