@@ -165,9 +165,7 @@ class Ledger:
     # actions -------------------------------------------------------------------------------
     def begin(self, plan: Plan, action: Action, seq: int, now: str) -> tuple[bool, dict[str, Any]]:
         """Claim an action: (True, row) when this caller owns it now, (False, row) when it is taken."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-        from azure.data.tables import UpdateMode
+        from azure.core.exceptions import ResourceExistsError
 
         self._ensure()
         lease = _shift(now, LEASE_SECONDS)
@@ -204,14 +202,7 @@ class Ledger:
             "Attempts": int(row.get("Attempts") or 0) + 1,
             "Mode": action.mode,
         }
-        try:
-            self.table.update_entity(
-                takeover,
-                mode=UpdateMode.MERGE,
-                etag=row.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceModifiedError:
+        if not self._merge_if_unchanged(takeover, row.metadata["etag"]):
             return False, _decode(self.table.get_entity(plan.incident, action.key))
         merged = _decode(row)
         merged.update(takeover)
@@ -241,6 +232,20 @@ class Ledger:
         entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
+    def _merge_if_unchanged(self, entity: dict[str, Any], etag: str) -> bool:
+        """Optimistic concurrency: merge only if nobody wrote the row since we read it (ETag)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        try:
+            self.table.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError:
+            return False
+        return True
+
     # one claim per resource step, across incidents ----------------------------------------
     @staticmethod
     def _resource_key(action: Action) -> str:
@@ -256,9 +261,7 @@ class Ledger:
         completed it after `since` (the signal's time, so it already covers this signal), or
         ("busy", row) while another incident holds an unexpired claim.
         """
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
-        from azure.data.tables import UpdateMode
+        from azure.core.exceptions import ResourceExistsError
 
         self._ensure()
         key = self._resource_key(action)
@@ -282,14 +285,7 @@ class Ledger:
         mine = row.get("Incident") == incident
         if row.get("Status") == "started" and str(row.get("LeaseUntil", "")) > now and not mine:
             return "busy", dict(row)
-        try:
-            self.table.update_entity(
-                claim,
-                mode=UpdateMode.MERGE,
-                etag=row.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceModifiedError:
+        if not self._merge_if_unchanged(claim, row.metadata["etag"]):
             return "busy", dict(self.table.get_entity("resource", key))
         return "owned", claim
 
