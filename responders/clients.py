@@ -91,7 +91,7 @@ class Clients:
                         policies.UserAgentPolicy(sdk_moniker="synthetic-leak-responder"),
                         retry_policy(),
                         ARMChallengeAuthenticationPolicy(
-                            self._credential_unlocked(), "https://management.azure.com/.default"
+                            self.credential, "https://management.azure.com/.default"
                         ),
                         policies.ContentDecodePolicy(),
                         ARMHttpLoggingPolicy(),
@@ -145,7 +145,7 @@ class Clients:
 
                 host = urlparse(self.settings.graph_endpoint).hostname or "graph.microsoft.com"
                 auth = AzureIdentityAuthenticationProvider(
-                    self._credential_unlocked(),
+                    self.credential,
                     scopes=["https://graph.microsoft.com/.default"],
                     allowed_hosts=[host],
                 )
@@ -155,13 +155,6 @@ class Clients:
                 adapter.base_url = self.settings.graph_endpoint
                 self._graph = GraphServiceClient(request_adapter=adapter)
             return self._graph
-
-    def _credential_unlocked(self) -> TokenCredential:
-        if self._credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            self._credential = DefaultAzureCredential()
-        return self._credential
 
     def run_graph(self, make: Any) -> Any:
         """Run `make(client)` (a coroutine factory) on the Graph loop and wait for its result."""

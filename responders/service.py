@@ -188,7 +188,8 @@ def report(plan: Plan, outcomes: list[Outcome], status: str, dry_run: bool) -> d
     }
 
 
-def owners_of(facts: Facts, plan: Plan) -> list[str]:
+def owners_of(facts: Facts) -> list[str]:
+    """Owners named in the tags of the accounts concerned, for the evidence pack."""
     found = []
     for account in facts.accounts.values():
         for key, value in account.tags.items():
@@ -259,7 +260,7 @@ def _classify_and_execute(signal: Signal, rt: Runtime, now: str, dry_run: bool) 
         responder=responder,
         dry_run=dry_run,
         state_before=state_before,
-        owners=owners_of(facts, plan),
+        owners=owners_of(facts),
     )
     return _execute(plan, rt, dry_run=dry_run)
 

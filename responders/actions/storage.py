@@ -58,7 +58,8 @@ def read_account(clients: Clients, account_id: str) -> AccountFacts:
     )
 
 
-def _account_state(facts: AccountFacts) -> dict[str, Any]:
+def account_state(facts: AccountFacts) -> dict[str, Any]:
+    """Public view of an account's exposure, for the incident row (never keys)."""
     return {
         "allowBlobPublicAccess": facts.allow_blob_public_access,
         "containers": {c.name: c.public_access for c in facts.containers},
@@ -170,8 +171,3 @@ class RevokeUserDelegationKeys:
     def apply(self, clients: Clients, action: Action) -> None:
         ref = _ref(action.target)
         _client(clients, ref).storage_accounts.revoke_user_delegation_keys(ref.resource_group, ref.account)
-
-
-def account_state(facts: AccountFacts) -> dict[str, Any]:
-    """Public view of an account's exposure, for the incident row (never keys)."""
-    return _account_state(facts)
