@@ -57,13 +57,8 @@ def finish_evidence(
     except Exception as exc:
         log.warning("incident %s: evidence query failed: %s", plan.incident, describe(exc))
         record["error"] = describe(exc)
-    rt.ledger.set_incident_status(plan.incident, _status(rt, plan), rt.clock(), Evidence=record)
+    rt.ledger.set_incident_status(plan.incident, None, rt.clock(), Evidence=record)
     return record
-
-
-def _status(rt: Runtime, plan: Plan) -> str:
-    head = rt.ledger.head(plan.incident) or {}
-    return str(head.get("Status", ""))
 
 
 def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None) -> str:

@@ -63,11 +63,14 @@ class Ledger:
         now: str,
         responder: str,
         dry_run: bool,
+        earlier: Mapping[str, Any] | None,
         state_before: Mapping[str, Any] | None = None,
         owners: list[str] | None = None,
     ) -> None:
-        """Upsert the incident row (merge), keeping the first detection time of the incident."""
-        from azure.core.exceptions import ResourceNotFoundError
+        """Upsert the incident row (merge), keeping the first detection time of the incident.
+
+        `earlier` is the incident row as this delivery read it (`head`), or None when there was none.
+        """
         from azure.data.tables import UpdateMode
 
         self._ensure()
@@ -102,13 +105,9 @@ class Ledger:
             entity["StateBefore"] = _json(state_before)
         if owners is not None:
             entity["Owners"] = _json(owners)
-        try:
-            existing = self.table.get_entity(plan.incident, INCIDENT_ROW)
-            entity["DetectedAt"] = existing.get("DetectedAt") or now
-            entity["Deliveries"] = int(existing.get("Deliveries") or 1) + 1
-        except ResourceNotFoundError:
-            entity["DetectedAt"] = now
-            entity["Deliveries"] = 1
+        # `earlier` is the row this delivery already read (ledger.head), so it is not read twice
+        entity["DetectedAt"] = (earlier or {}).get("DetectedAt") or now
+        entity["Deliveries"] = int((earlier or {}).get("Deliveries") or 0) + 1
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
     def head(self, incident: str) -> dict[str, Any] | None:
@@ -135,11 +134,14 @@ class Ledger:
             mode=UpdateMode.MERGE,
         )
 
-    def set_incident_status(self, incident: str, status: str, now: str, **extra: Any) -> None:
+    def set_incident_status(self, incident: str, status: str | None, now: str, **extra: Any) -> None:
+        """Merge fields into the incident row; status None leaves the recorded status as it is."""
         from azure.data.tables import UpdateMode
 
         self._ensure()
-        entity = {"PartitionKey": incident, "RowKey": INCIDENT_ROW, "Status": status, "UpdatedAt": now}
+        entity: dict[str, Any] = {"PartitionKey": incident, "RowKey": INCIDENT_ROW, "UpdatedAt": now}
+        if status is not None:
+            entity["Status"] = status
         entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in extra.items()})
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 

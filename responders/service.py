@@ -222,13 +222,15 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
         row = rt.ledger.incident(earlier["PartitionKey"]) or earlier
         rt.ledger.note_delivery(earlier["PartitionKey"], int(earlier.get("Deliveries") or 1) + 1, now)
         return _execute(plan_from_ledger(row), rt, dry_run=False)
-    return _classify_and_execute(signal, rt, now, dry_run)
+    return _classify_and_execute(signal, rt, now, dry_run, earlier)
 
 
 RESUMABLE = ("planned", "retrying")
 
 
-def _classify_and_execute(signal: Signal, rt: Runtime, now: str, dry_run: bool) -> dict[str, Any]:
+def _classify_and_execute(
+    signal: Signal, rt: Runtime, now: str, dry_run: bool, earlier: dict[str, Any] | None
+) -> dict[str, Any]:
     from responders.actions.storage import account_state
 
     policy = rt.settings.policy
@@ -241,7 +243,9 @@ def _classify_and_execute(signal: Signal, rt: Runtime, now: str, dry_run: bool) 
         empty = make_plan(signal, Facts(), classify(signal, Facts(), policy), policy)
         transient = is_transient(exc)
         status = "facts-failed" if transient else "failed"
-        rt.ledger.record_incident(empty, status=status, now=now, responder=responder, dry_run=dry_run)
+        rt.ledger.record_incident(
+            empty, status=status, now=now, responder=responder, dry_run=dry_run, earlier=earlier
+        )
         rt.ledger.set_incident_status(empty.incident, status, rt.clock(), Error=describe(exc))
         if transient:
             raise TransientFailure(f"reading current state failed: {describe(exc)}") from exc
@@ -259,6 +263,7 @@ def _classify_and_execute(signal: Signal, rt: Runtime, now: str, dry_run: bool) 
         now=now,
         responder=responder,
         dry_run=dry_run,
+        earlier=earlier,
         state_before=state_before,
         owners=owners_of(facts),
     )

@@ -36,7 +36,7 @@ def a_plan() -> Plan:
 
 def test_only_one_of_many_concurrent_claims_wins(ledger: Ledger) -> None:
     plan = a_plan()
-    ledger.record_incident(plan, status="planned", now=NOW, responder="me", dry_run=False)
+    ledger.record_incident(plan, status="planned", now=NOW, responder="me", dry_run=False, earlier=None)
     with ThreadPoolExecutor(8) as pool:
         claims = list(pool.map(lambda _: ledger.begin(plan, plan.actions[0], 0, NOW)[0], range(8)))
     assert claims.count(True) == 1
@@ -64,8 +64,11 @@ def test_an_abandoned_claim_is_taken_over_after_its_lease(ledger: Ledger) -> Non
 
 def test_incident_row_keeps_first_detection_and_counts_deliveries(ledger: Ledger) -> None:
     plan = a_plan()
-    ledger.record_incident(plan, status="planned", now=NOW, responder="me", dry_run=False)
-    ledger.record_incident(plan, status="contained", now=LATER, responder="me", dry_run=False)
+    ledger.record_incident(plan, status="planned", now=NOW, responder="me", dry_run=False, earlier=None)
+    earlier = ledger.head(plan.incident)
+    ledger.record_incident(
+        plan, status="contained", now=LATER, responder="me", dry_run=False, earlier=earlier
+    )
     row = ledger.incident(plan.incident)
     assert row["DetectedAt"] == NOW
     assert row["Deliveries"] == 2
