@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from responders.core.timeutil import parse_time
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("responders.followup")
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="evidence")
-TOKEN_LIFETIME = timedelta(minutes=90)
 
 
 def start_evidence(plan: Plan, rt: Runtime) -> Future[Any] | None:
@@ -61,7 +59,7 @@ def finish_evidence(
     return record
 
 
-def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None) -> str:
+def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None, remaining: list[str]) -> str:
     """What the responder did, in words a Sentinel analyst reads: verdict, actions, what remains."""
     v = result["verdict"]
     lines = [
@@ -92,29 +90,10 @@ def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None) -> str
                 f"- {caller['ip']} {caller['auth']}: {ops}; {caller['bytes_out']} bytes out "
                 f"({', '.join(caller['accounts'])})"
             )
-    remaining = remaining_for_humans(result)
     if remaining:
         lines += ["Remaining for a human:", *(f"- {r}" for r in remaining)]
     lines.append(f"Evidence pack: python -m responders evidence {result['incident']}")
     return "\n".join(lines)
-
-
-def remaining_for_humans(result: dict[str, Any]) -> list[str]:
-    out = []
-    for o in result["outcomes"]:
-        if o["kind"] == "identity.disable_service_principal" and o["status"] == "contained":
-            acted = parse_time(o.get("after", {}).get("actedAt"))
-            until = f" (until about {(acted + TOKEN_LIFETIME).isoformat()})" if acted else ""
-            out.append(f"tokens already issued to {o['target']} stay valid up to 90 minutes{until}")
-        if (
-            o["kind"] == "storage.regenerate_key"
-            and o["status"] == "contained"
-            and o["params"].get("key_name") == "key2"
-        ):
-            out.append(f"hand the new keys of {o['target'].rsplit('/', 1)[-1]} to its legitimate users")
-        if o["status"] in ("failed", "pending-approval", "skipped"):
-            out.append(f"{o['kind']} on {o['target'].rsplit('/', 1)[-1]} is {o['status']}: decide and act")
-    return out
 
 
 def write_back(plan: Plan, rt: Runtime, result: dict[str, Any], evidence: dict[str, Any] | None) -> None:
@@ -122,7 +101,12 @@ def write_back(plan: Plan, rt: Runtime, result: dict[str, Any], evidence: dict[s
     incident_arm_id = plan.signal.incident_id
     if not incident_arm_id:
         return
-    head = rt.ledger.head(plan.incident) or {}
+    # the same list the evidence pack gives an auditor, built from the ledger the outcome is in
+    from datetime import UTC, datetime
+
+    from responders.evidence_pack import build_pack
+
+    head = rt.ledger.incident(plan.incident) or {}
     if (
         head.get("CommentStatus") == "written"
         and (head.get("Comment") or {}).get("status") == result["status"]
@@ -130,9 +114,17 @@ def write_back(plan: Plan, rt: Runtime, result: dict[str, Any], evidence: dict[s
         return  # this delivery adds nothing the incident was not told already
     from responders.actions import sentinel
 
+    remaining = (
+        [
+            str(r)
+            for r in build_pack(head, parse_time(rt.clock()) or datetime.now(UTC))["remaining_for_humans"]
+        ]
+        if head
+        else []
+    )
     try:
         cid = sentinel.write_comment(
-            rt.clients, incident_arm_id, plan.incident, comment_text(result, evidence)
+            rt.clients, incident_arm_id, plan.incident, comment_text(result, evidence, remaining)
         )
         wanted = ("synthetic-data-leak",) if result["verdict"]["leak"] else ()
         if result["status"] == "contained":
