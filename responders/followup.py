@@ -114,14 +114,8 @@ def write_back(plan: Plan, rt: Runtime, result: dict[str, Any], evidence: dict[s
         return  # this delivery adds nothing the incident was not told already
     from responders.actions import sentinel
 
-    remaining = (
-        [
-            str(r)
-            for r in build_pack(head, parse_time(rt.clock()) or datetime.now(UTC))["remaining_for_humans"]
-        ]
-        if head
-        else []
-    )
+    pack = build_pack(head, parse_time(rt.clock()) or datetime.now(UTC)) if head else {}
+    remaining = [str(r) for r in pack.get("remaining_for_humans", [])]
     try:
         cid = sentinel.write_comment(
             rt.clients, incident_arm_id, plan.incident, comment_text(result, evidence, remaining)
