@@ -41,10 +41,13 @@ def iter_event_files(paths: Sequence[str]) -> Iterator[Path]:
 
 def load_items(path: Path) -> tuple[list[Any], bytes]:
     """Items of a capture file; a file that is not JSON yields no items and its raw bytes."""
+    from responders.core.model import BadInput
+    from responders.core.parse import decode_json
+
     raw = path.read_bytes()
     try:
-        decoded = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        decoded = decode_json(raw)
+    except BadInput:
         return [], raw
     return (decoded if isinstance(decoded, list) else [decoded]), raw
 

@@ -12,7 +12,6 @@ build. Pass a new dict (or call `forget`) after changing a snapshot.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +27,7 @@ from responders.core.model import (
     Signal,
     SignalKind,
 )
-from responders.core.parse import parse_item
+from responders.core.parse import decode_json, parse_item
 from responders.core.plan import plan as make_plan
 from responders.core.policy import Policy
 from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
@@ -191,13 +190,7 @@ def classify_offline(
     the responder's own identity (`Settings.policy` does), so its echoes are ignored; `now` is the
     request time given to manual playbook requests.
     """
-    if isinstance(raw, (bytes, bytearray, str)):
-        try:
-            item = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadInput(f"body is not valid JSON: {exc}") from exc
-    else:
-        item = raw
+    item = decode_json(raw) if isinstance(raw, (bytes, bytearray, str)) else raw
     if isinstance(item, list):
         raise BadInput("one event at a time: split batches first (responders.core.parse.parse_body)")
     signal = parse_item(item, now=now)
