@@ -8,7 +8,6 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 from responders.actions import HANDLERS
@@ -246,4 +245,4 @@ def _sleep(seconds: float) -> None:
 
 def with_mode(plan: Plan, key: str, mode: str) -> Plan:
     """A copy of the plan with one action's approval mode changed (used when a human approves)."""
-    return replace(plan, actions=tuple(replace(a, mode=mode) if a.key == key else a for a in plan.actions))
+    return plan._replace(actions=tuple(a._replace(mode=mode) if a.key == key else a for a in plan.actions))

@@ -87,7 +87,7 @@ class Ledger:
             "Title": signal.title,
             "OccurredAt": signal.occurred_at,
             "IncidentArmId": signal.incident_id,
-            "Caller": _json(signal.caller.__dict__),
+            "Caller": _json(signal.caller._asdict()),
             "Leak": verdict.leak,
             "Severity": verdict.severity,
             "Confidence": verdict.confidence,

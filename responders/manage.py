@@ -6,7 +6,6 @@ and both honour dry-run: without `execute` they only say what they would do.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from responders.actions import HANDLERS
@@ -47,8 +46,8 @@ def approve(rt: Runtime, incident: str, keys: list[str] | None, *, execute: bool
     if not chosen:
         raise BadInput(f"{incident} has no action pending approval")
     plan = plan_from_ledger(row)
-    plan = replace(
-        plan, actions=tuple(replace(a, mode="approved") if a.key in chosen else a for a in plan.actions)
+    plan = plan._replace(
+        actions=tuple(a._replace(mode="approved") if a.key in chosen else a for a in plan.actions)
     )
     if not execute or rt.settings.dry_run:
         result = ledger_report(row)

@@ -81,14 +81,12 @@ def resolve_search(signal: Signal, rt: Runtime) -> Signal:
     """A log-search alert embeds no results: run its query to learn which resources it is about."""
     if not signal.search_query or signal.accounts or not rt.settings.log_analytics_workspace_id:
         return signal
-    from dataclasses import replace
-
     from responders.evidence import resources_from_search
 
     found = resources_from_search(
         rt.clients, rt.settings.log_analytics_workspace_id, signal.search_query, *signal.search_window
     )
-    return replace(signal, accounts=tuple(found))
+    return signal._replace(accounts=tuple(found))
 
 
 def gather_facts(signal: Signal, rt: Runtime) -> Facts:
