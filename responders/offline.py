@@ -29,6 +29,7 @@ from responders.core.model import (
 )
 from responders.core.parse import decode_json, parse_item
 from responders.core.plan import plan as make_plan
+from responders.core.plan import replan, shape
 from responders.core.policy import Policy
 from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
 
@@ -36,6 +37,7 @@ from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_propert
 # container is an ARM property (the simulator reads the snapshot the same way).
 _CREDENTIAL_KINDS = (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY)
 # The texts the live readers record for a missing resource (read_account / read_principal on a 404).
+MEMO_SHAPES = 8192  # plans remembered per snapshot and policy; past it, new shapes are planned afresh
 ACCOUNT_NOT_FOUND = "not found (Not Found)"
 PRINCIPAL_NOT_FOUND = "not a service principal (404)"
 
@@ -68,6 +70,16 @@ class _Snapshot:
         self.accounts: dict[str, AccountFacts] = {}
         self.principals: dict[str, PrincipalFacts] = {}
         self.facts: dict[tuple[Any, ...], Facts] = {}
+        # per policy: signal shape -> the plan made for the first signal of that shape
+        self.plans: dict[int, tuple[Policy, dict[tuple[object, ...], Plan]]] = {}
+
+    def plans_for(self, policy: Policy) -> dict[tuple[object, ...], Plan]:
+        held = self.plans.get(id(policy))
+        if held is None or held[0] is not policy:
+            if len(self.plans) > 16:
+                self.plans.clear()
+            held = self.plans[id(policy)] = (policy, {})
+        return held[1]
 
     def access(self, account_id: str) -> dict[str, int] | None:
         if self.access_by_name is None:
@@ -194,6 +206,20 @@ def classify_offline(
     if isinstance(item, list):
         raise BadInput("one event at a time: split batches first (responders.core.parse.parse_body)")
     signal = parse_item(item, now=now)
+    # A capture repeats a few shapes (one account, one caller, one operation) many times over: the
+    # verdict and actions are those of the first event of the shape, re-keyed to this incident.
+    plans = _snapshot(tenant).plans_for(policy)
+    key = shape(signal)
+    template = plans.get(key)
+    if template is not None:
+        return replan(template, signal)
+    made = _plan(signal, tenant, policy)
+    if len(plans) < MEMO_SHAPES:
+        plans[key] = made
+    return made
+
+
+def _plan(signal: Signal, tenant: Mapping[str, Any], policy: Policy) -> Plan:
     # as service.needs_facts: nothing is read for signals that are ignored before any facts matter
     wanted = (
         signal.kind is not SignalKind.OTHER and signal.caller.object_id not in policy.responder_object_ids

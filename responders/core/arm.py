@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 _STORAGE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)/providers/microsoft\.storage/"
@@ -32,6 +32,12 @@ class StorageRef:
             f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
             f"/providers/Microsoft.Storage/storageAccounts/{self.account}"
         )
+
+    @cached_property
+    def account_key(self) -> str:
+        """The account id in lower case, the form accounts are compared and stored by (refs are
+        cached, so this is built once per account)."""
+        return self.account_id.lower()
 
 
 def parse_storage_id(resource_id: str) -> StorageRef | None:
@@ -63,4 +69,4 @@ def _parse_storage_id(resource_id: str) -> StorageRef | None:
 def normalise_account_id(resource_id: str) -> str:
     """Canonical lower-case account id used as a key everywhere."""
     ref = parse_storage_id(resource_id)
-    return ref.account_id.lower() if ref else resource_id.lower()
+    return ref.account_key if ref else resource_id.lower()

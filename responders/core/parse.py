@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -47,6 +48,16 @@ def decode_json(raw: bytes | bytearray | str) -> Any:
 
 def is_guid(value: object) -> bool:
     return isinstance(value, str) and bool(_GUID.match(value))
+
+
+def guid(value: object) -> str:
+    """The GUID in lower case, or "" for anything that is not one."""
+    return _lower_guid(value) if type(value) is str and len(value) == 36 else ""
+
+
+@lru_cache(maxsize=4096)  # the same few principals act over and over
+def _lower_guid(value: str) -> str:
+    return value.lower() if _GUID.match(value) else ""
 
 
 def _text(obj: Mapping[str, Any], key: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
@@ -107,15 +118,15 @@ def detect_schema(item: Mapping[str, Any]) -> str:
 def _caller(data: Mapping[str, Any]) -> Caller:
     claims = _mapping(data, "claims")
     evidence = _mapping(_mapping(data, "authorization"), "evidence")
-    http = _mapping(data, "httpRequest")
-    oid = claims.get(OID_CLAIM) or claims.get("oid") or evidence.get("principalId") or ""
-    appid = claims.get("appid")
+    ip = _mapping(data, "httpRequest").get("clientIpAddress") or claims.get("ipaddr") or ""
+    kind = evidence.get("principalType") or ""
+    name = claims.get("name") or ""
     return Caller(
-        object_id=str(oid).lower() if is_guid(oid) else "",
-        app_id=str(appid).lower() if is_guid(appid) else "",
-        ip=str(http.get("clientIpAddress") or claims.get("ipaddr") or "")[:64],
-        principal_type=str(evidence.get("principalType", ""))[:64],
-        name=str(claims.get("name", ""))[:256],
+        object_id=guid(claims.get(OID_CLAIM) or claims.get("oid") or evidence.get("principalId")),
+        app_id=guid(claims.get("appid")),
+        ip=(ip if type(ip) is str else str(ip))[:64],
+        principal_type=(kind if type(kind) is str else str(kind))[:64],
+        name=(name if type(name) is str else str(name))[:256],
     )
 
 
@@ -126,15 +137,20 @@ def _resource_signal(
     status = _text(data, "status")
     resource = _text(data, "resourceUri") or subject
     kind = OPERATIONS.get(operation, SignalKind.OTHER)
-    notes: list[str] = []
-    if status and status.lower() != "succeeded":
-        kind, notes = SignalKind.OTHER, [f"operation status is {status}, not Succeeded"]
+    notes: tuple[str, ...] = ()
+    if status and status != "Succeeded" and status.lower() != "succeeded":
+        kind, notes = SignalKind.OTHER, (f"operation status is {status}, not Succeeded",)
     ref = parse_storage_id(resource)
     if kind is not SignalKind.OTHER and ref is None:
-        kind, notes = SignalKind.OTHER, [f"resource {resource!r} is not a storage account or container"]
+        kind, notes = SignalKind.OTHER, (f"resource {resource!r} is not a storage account or container",)
     if kind is SignalKind.OTHER and not notes:
-        notes = [f"operation {operation or '(none)'} is not one this responder handles"]
-    account = ref.account_id.lower() if ref else ""
+        notes = (f"operation {operation or '(none)'} is not one this responder handles",)
+    if ref is None:
+        accounts: tuple[str, ...] = ()
+        containers: tuple[tuple[str, str], ...] = ()
+    else:
+        accounts = (ref.account_key,)
+        containers = ((ref.account_key, ref.container),) if ref.container else ()
     return Signal(
         id=event_id,
         source=source,
@@ -143,10 +159,10 @@ def _resource_signal(
         operation=operation,
         occurred_at=when,
         subject=subject,
-        accounts=(account,) if ref else (),
-        containers=((account, ref.container),) if ref and ref.container else (),
+        accounts=accounts,
+        containers=containers,
         caller=_caller(data),
-        notes=tuple(notes),
+        notes=notes,
     )
 
 
@@ -171,8 +187,8 @@ def _blob_signal(
         operation=_text(data, "api").lower(),
         occurred_at=when,
         subject=subject,
-        accounts=(ref.account_id.lower(),),
-        containers=((ref.account_id.lower(), ref.container),),
+        accounts=(ref.account_key,),
+        containers=((ref.account_key, ref.container),),
         blob=ref.blob[:1024],
     )
 
@@ -185,6 +201,8 @@ def parse_eventgrid(item: Mapping[str, Any], source: str = "eventgrid") -> Signa
     when = _text(item, "eventTime", limit=64)
     data = _mapping(item, "data")
     lowered = event_type.lower()
+    if lowered == VALIDATION:
+        raise BadInput("subscription validation events are answered by the endpoint, not processed")
     if "deadLetterReason" in item:
         source = "dead-letter"
     if lowered in RESOURCE_EVENTS:
@@ -258,9 +276,9 @@ def _entity_targets(
         if kind == "azureresource":
             ref = parse_storage_id(str(props.get("resourceId") or props.get("ResourceId") or ""))
             if ref:
-                accounts.append(ref.account_id.lower())
+                accounts.append(ref.account_key)
                 if ref.container:
-                    containers.append((ref.account_id.lower(), ref.container))
+                    containers.append((ref.account_key, ref.container))
         elif kind == "account":
             oid = (
                 props.get("aadUserId")
@@ -338,7 +356,7 @@ def parse_sentinel_alert(item: Mapping[str, Any]) -> Signal:
         for key in ("ResourceId", "resourceId", "Resource Id"):
             ref = parse_storage_id(str(ext.get(key, "")))
             if ref:
-                extra.append(ref.account_id.lower())
+                extra.append(ref.account_key)
     incident = _text(item, "IncidentArmId", limit=1024) or _text(item, "incidentArmId", limit=1024)
     return Signal(
         id=alert_id.lower(),
@@ -394,8 +412,8 @@ def parse_monitor_alert(item: Mapping[str, Any]) -> Signal:
         operation=operation,
         occurred_at=_text(essentials, "firedDateTime", limit=64),
         subject=_text(essentials, "alertRule")[:512],
-        accounts=_dedupe(r.account_id.lower() for r in refs),
-        containers=_dedupe((r.account_id.lower(), r.container) for r in refs if r.container),
+        accounts=_dedupe(r.account_key for r in refs),
+        containers=_dedupe((r.account_key, r.container) for r in refs if r.container),
         title=_text(essentials, "alertRule")[:512],
         notes=notes,
         search_query=search,
@@ -427,8 +445,8 @@ def parse_playbook(item: Mapping[str, Any], requested_at: str) -> Signal:
         event_type="ManualPlaybook",
         occurred_at=requested_at,
         subject=resource,
-        accounts=(ref.account_id.lower(),) if ref else (),
-        containers=((ref.account_id.lower(), ref.container),) if ref and ref.container else (),
+        accounts=(ref.account_key,) if ref else (),
+        containers=((ref.account_key, ref.container),) if ref and ref.container else (),
         principals=principals,
         requested_actions=tuple(actions),
         title=reason,
@@ -441,8 +459,6 @@ def parse_item(item: Any, *, now: str) -> Signal:
         raise BadInput("each event must be a JSON object")
     schema = detect_schema(item)
     if schema == "eventgrid":
-        if str(item.get("eventType", "")).lower() == VALIDATION:
-            raise BadInput("subscription validation events are answered by the endpoint, not processed")
         return parse_eventgrid(item)
     if schema == "cloudevents":
         return parse_cloudevent(item)

@@ -19,7 +19,7 @@ REVERSIBLE = {
 }
 
 
-def action_key(incident: str, kind: str, target: str, params: dict[str, str]) -> str:
+def action_key(incident: str, kind: str, target: str, params: Mapping[str, str]) -> str:
     """Deterministic per incident, so a redelivered event finds the same ledger row."""
     if params:
         raw = "|".join([incident, kind, target.lower(), *(f"{k}={v}" for k, v in sorted(params.items()))])
@@ -137,6 +137,31 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
             "application identity that obtained access to synthetic data",
         )
     return Plan(incident, signal, verdict, tuple(builder.actions), tuple(builder.skipped))
+
+
+# A signal's identity: which event it was and when. Classifying and planning read neither (only the
+# incident key is made from the id), so two signals equal in every other field get the same verdict
+# and the same actions; `shape` is that rest, and `replan` gives an event the plan of its shape.
+_WHEN = Signal._fields.index("occurred_at")  # `id` is field 0
+
+
+def shape(signal: Signal) -> tuple[object, ...]:
+    """Every field of the signal but its identity (id, occurred_at): a hashable memo key."""
+    return signal[1:_WHEN] + signal[_WHEN + 1 :]
+
+
+def replan(template: Plan, signal: Signal) -> Plan:
+    """The plan `plan` would make for `signal`, given the plan it made for another signal of the same
+    shape (with the same facts and policy): the same verdict and actions, keyed to this incident."""
+    incident = incident_key(signal.id)
+    if incident == template.incident:
+        return template._replace(signal=signal)
+    keys: dict[str, str] = {}
+    actions = []
+    for a in template.actions:
+        key = keys[a.key] = action_key(incident, a.kind, a.target, a.params)
+        actions.append(a._replace(key=key, after=tuple([keys[k] for k in a.after])))
+    return Plan(incident, signal, template.verdict, tuple(actions), template.skipped)
 
 
 KEY_AUTH = ("sas", "accountkey")
