@@ -57,9 +57,9 @@ def events(count: int) -> list[dict[str, Any]]:
 
 def minimum_writes() -> tuple[int, list[str]]:
     """The actions one containment needs: a dry-run plan of the storm's event (no I/O)."""
-    from responders.offline import classify_offline
+    from responders.offline import OfflineClassifier
 
-    plan = classify_offline(sample(SAMPLE), tenant(), policy(), now=iso(datetime.now(UTC)))
+    plan = OfflineClassifier(tenant(), policy()).plan(sample(SAMPLE), now=iso(datetime.now(UTC)))
     return len(plan.actions), [f"{a.kind} {dict(a.params) or ''}".strip() for a in plan.actions]
 
 

@@ -142,7 +142,7 @@ class Progress:
 def replay_offline(files: list[Path], args: argparse.Namespace, out: TextIO) -> list[dict[str, Any]]:
     """Dry-run classification with the facts of a tenant snapshot: no Azure, no stand-ins, no ledger."""
     from responders.core.model import BadInput, Outcome
-    from responders.offline import classify_offline
+    from responders.offline import OfflineClassifier
     from responders.service import incident_status, report, utc_now
     from responders.settings import ConfigError, load_policy_document
 
@@ -152,6 +152,7 @@ def replay_offline(files: list[Path], args: argparse.Namespace, out: TextIO) -> 
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
     policy = policy.with_responder(tenant.get("responderIdentity", {}).get("principalId", ""))
+    classifier = OfflineClassifier(tenant, policy)
     work: list[tuple[str, Any, bytes]] = []
     for path in files:
         items, raw = load_items(path)
@@ -162,7 +163,7 @@ def replay_offline(files: list[Path], args: argparse.Namespace, out: TextIO) -> 
     for name, item, raw in work:
         for _ in range(args.repeat):
             try:
-                plan = classify_offline(raw if item is None else item, tenant, policy, now=now)
+                plan = classifier.plan(raw if item is None else item, now=now)
             except BadInput as exc:
                 results.append({"file": name, "status": "rejected", "error": str(exc)})
             else:

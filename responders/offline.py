@@ -4,10 +4,6 @@
 these events?" without Azure, the simulator or the ledger: no I/O at all. The facts are built from
 the tenant snapshot format of `samples/tenant.json` (the format the simulated tenant is seeded from),
 so an offline verdict and plan match what a dry-run against that simulated tenant produces.
-
-The snapshot is treated as immutable: the facts of each account and principal are built once per
-snapshot object and reused (frozen values), so classifying many events about one account costs one
-build. Pass a new dict (or call `forget`) after changing a snapshot.
 """
 
 from __future__ import annotations
@@ -28,8 +24,8 @@ from responders.core.model import (
     SignalKind,
 )
 from responders.core.parse import decode_json, parse_item
+from responders.core.plan import Template, shape
 from responders.core.plan import plan as make_plan
-from responders.core.plan import replan, shape
 from responders.core.policy import Policy
 from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
 
@@ -37,7 +33,7 @@ from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_propert
 # container is an ARM property (the simulator reads the snapshot the same way).
 _CREDENTIAL_KINDS = (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY)
 # The texts the live readers record for a missing resource (read_account / read_principal on a 404).
-MEMO_SHAPES = 8192  # plans remembered per snapshot and policy; past it, new shapes are planned afresh
+MEMO_SHAPES = 8192  # plans (and facts) remembered per classifier; past it, new shapes are built afresh
 ACCOUNT_NOT_FOUND = "not found (Not Found)"
 PRINCIPAL_NOT_FOUND = "not a service principal (404)"
 
@@ -70,16 +66,6 @@ class _Snapshot:
         self.accounts: dict[str, AccountFacts] = {}
         self.principals: dict[str, PrincipalFacts] = {}
         self.facts: dict[tuple[Any, ...], Facts] = {}
-        # per policy: signal shape -> the plan made for the first signal of that shape
-        self.plans: dict[int, tuple[Policy, dict[tuple[object, ...], Plan]]] = {}
-
-    def plans_for(self, policy: Policy) -> dict[tuple[object, ...], Plan]:
-        held = self.plans.get(id(policy))
-        if held is None or held[0] is not policy:
-            if len(self.plans) > 16:
-                self.plans.clear()
-            held = self.plans[id(policy)] = (policy, {})
-        return held[1]
 
     def access(self, account_id: str) -> dict[str, int] | None:
         if self.access_by_name is None:
@@ -145,84 +131,72 @@ def _principal_facts(object_id: str, seed: Mapping[str, Any]) -> PrincipalFacts:
     )
 
 
-_SNAPSHOTS: dict[int, _Snapshot] = {}
+class OfflineClassifier:
+    """Classifies events against one tenant snapshot and one policy, remembering what it built.
 
-
-def _snapshot(tenant: Mapping[str, Any]) -> _Snapshot:
-    found = _SNAPSHOTS.get(id(tenant))
-    if found is None or found.tenant is not tenant:  # same id, different (collected and reused) object
-        if len(_SNAPSHOTS) > 16:
-            _SNAPSHOTS.clear()
-        found = _SNAPSHOTS[id(tenant)] = _Snapshot(tenant)
-    return found
-
-
-def forget(tenant: Mapping[str, Any] | None = None) -> None:
-    """Drop the cached facts of one snapshot (all when None), e.g. after editing it in place."""
-    if tenant is None:
-        _SNAPSHOTS.clear()
-    else:
-        _SNAPSHOTS.pop(id(tenant), None)
-
-
-def facts_from_tenant(tenant: Mapping[str, Any], signal: Signal) -> Facts:
-    """The Facts `service.gather_facts` would read for this signal, from the snapshot instead of Azure:
-    every account named, every principal named, the caller of a credential signal, and the service
-    principals of the applications named (by appId)."""
-    snap = _snapshot(tenant)
-    caller = signal.caller.object_id if signal.kind in _CREDENTIAL_KINDS else ""
-    key = (signal.accounts, signal.principals, caller, signal.apps, signal.kind is SignalKind.ALERT)
-    facts = snap.facts.get(key)
-    if facts is not None:
-        return facts
-    principals = list(signal.principals)
-    if caller:
-        principals.append(caller)
-    principal_facts = {p: snap.principal(p) for p in dict.fromkeys(principals)}
-    for app in signal.apps:
-        object_id = snap.by_app.get(app.lower())
-        if object_id:
-            principal_facts.setdefault(object_id, snap.principal(object_id))
-    alert = signal.kind is SignalKind.ALERT
-    access = {a: seen for a in signal.accounts if (seen := snap.access(a)) is not None} if alert else {}
-    facts = Facts(
-        accounts={a: snap.account(a) for a in signal.accounts}, principals=principal_facts, access=access
-    )
-    if len(snap.facts) < 4096:
-        snap.facts[key] = facts
-    return facts
-
-
-def classify_offline(
-    raw: bytes | str | Any, tenant: Mapping[str, Any], policy: Policy, *, now: str = ""
-) -> Plan:
-    """One event (JSON bytes or text, or the parsed item) -> its Plan, as a dry-run would make it.
-
-    Raises BadInput with the reason for input the pipeline would reject. `policy` should already hold
-    the responder's own identity (`Settings.policy` does), so its echoes are ignored; `now` is the
-    request time given to manual playbook requests.
+    The snapshot is treated as immutable: the facts of each account and principal are built once and
+    reused (frozen values), and so is the plan of each signal shape (see `core.plan.Template`): a
+    capture repeats a few shapes (one account, one caller, one operation) many times over. Make a new
+    classifier after changing the snapshot or the policy.
     """
-    item = decode_json(raw) if isinstance(raw, (bytes, bytearray, str)) else raw
-    if isinstance(item, list):
-        raise BadInput("one event at a time: split batches first (responders.core.parse.parse_body)")
-    signal = parse_item(item, now=now)
-    # A capture repeats a few shapes (one account, one caller, one operation) many times over: the
-    # verdict and actions are those of the first event of the shape, re-keyed to this incident.
-    plans = _snapshot(tenant).plans_for(policy)
-    key = shape(signal)
-    template = plans.get(key)
-    if template is not None:
-        return replan(template, signal)
-    made = _plan(signal, tenant, policy)
-    if len(plans) < MEMO_SHAPES:
-        plans[key] = made
-    return made
 
+    def __init__(self, tenant: Mapping[str, Any], policy: Policy) -> None:
+        self._snap = _Snapshot(tenant)
+        self.policy = policy
+        self._plans: dict[tuple[object, ...], Template] = {}
 
-def _plan(signal: Signal, tenant: Mapping[str, Any], policy: Policy) -> Plan:
-    # as service.needs_facts: nothing is read for signals that are ignored before any facts matter
-    wanted = (
-        signal.kind is not SignalKind.OTHER and signal.caller.object_id not in policy.responder_object_ids
-    )
-    facts = facts_from_tenant(tenant, signal) if wanted else Facts()
-    return make_plan(signal, facts, classify(signal, facts, policy), policy)
+    def plan(self, raw: bytes | str | Any, *, now: str = "") -> Plan:
+        """One event (JSON bytes or text, or the parsed item) -> its Plan, as a dry-run would make it.
+
+        Raises BadInput with the reason for input the pipeline would reject. The policy should already
+        hold the responder's own identity (`Settings.policy` does), so its echoes are ignored; `now` is
+        the request time given to manual playbook requests.
+        """
+        item = decode_json(raw) if isinstance(raw, (bytes, bytearray, str)) else raw
+        if type(item) is list:
+            raise BadInput("one event at a time: split batches first (responders.core.parse.parse_body)")
+        return self.plan_signal(parse_item(item, now=now))
+
+    def plan_signal(self, signal: Signal) -> Plan:
+        """The plan of a parsed signal (see `plan`)."""
+        key = shape(signal)
+        template = self._plans.get(key)
+        if template is not None:
+            return template.for_signal(signal)
+        policy = self.policy
+        # as service.needs_facts: nothing is read for signals that are ignored before any facts matter
+        wanted = (
+            signal.kind is not SignalKind.OTHER and signal.caller.object_id not in policy.responder_object_ids
+        )
+        facts = self.facts(signal) if wanted else Facts()
+        made = make_plan(signal, facts, classify(signal, facts, policy), policy)
+        if len(self._plans) < MEMO_SHAPES:
+            self._plans[key] = Template(made)
+        return made
+
+    def facts(self, signal: Signal) -> Facts:
+        """The Facts `service.gather_facts` would read for this signal, from the snapshot instead of
+        Azure: every account named, every principal named, the caller of a credential signal, and the
+        service principals of the applications named (by appId)."""
+        snap = self._snap
+        caller = signal.caller.object_id if signal.kind in _CREDENTIAL_KINDS else ""
+        key = (signal.accounts, signal.principals, caller, signal.apps, signal.kind is SignalKind.ALERT)
+        facts = snap.facts.get(key)
+        if facts is not None:
+            return facts
+        principals = list(signal.principals)
+        if caller:
+            principals.append(caller)
+        principal_facts = {p: snap.principal(p) for p in dict.fromkeys(principals)}
+        for app in signal.apps:
+            object_id = snap.by_app.get(app.lower())
+            if object_id:
+                principal_facts.setdefault(object_id, snap.principal(object_id))
+        alert = signal.kind is SignalKind.ALERT
+        access = {a: seen for a in signal.accounts if (seen := snap.access(a)) is not None} if alert else {}
+        facts = Facts(
+            accounts={a: snap.account(a) for a in signal.accounts}, principals=principal_facts, access=access
+        )
+        if len(snap.facts) < MEMO_SHAPES:
+            snap.facts[key] = facts
+        return facts

@@ -138,7 +138,7 @@ def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
             label = (
                 "manual containment requested"
                 if signal.kind is SignalKind.MANUAL
-                else (f"alert names it: {signal.title or signal.subject}")
+                else (f"alert names it: {signal.title}" if signal.title else "an untitled alert names it")
             )
             reasons.append(f"{account_id}: {label}")
             why = _exposure(account)

@@ -46,15 +46,20 @@ class Caller(NamedTuple):
 
 
 class Signal(NamedTuple):
-    """One risky change or alert, independent of the schema it arrived in."""
+    """One risky change or alert, independent of the schema it arrived in.
+
+    `id` and the three fields after `event_type` identify the event (which one, when, about which
+    subject or Sentinel incident); verdicts and plans never depend on them (see `core.plan.shape`).
+    """
 
     id: str
     source: str
     kind: SignalKind
     event_type: str
-    operation: str = ""
     occurred_at: str = ""
     subject: str = ""
+    incident_id: str = ""
+    operation: str = ""
     accounts: tuple[str, ...] = ()
     containers: tuple[tuple[str, str], ...] = ()
     blob: str = ""
@@ -62,7 +67,6 @@ class Signal(NamedTuple):
     principals: tuple[str, ...] = ()
     apps: tuple[str, ...] = ()
     ips: tuple[str, ...] = ()
-    incident_id: str = ""
     title: str = ""
     requested_actions: tuple[str, ...] = ()
     search_query: str = ""

@@ -21,10 +21,15 @@ REVERSIBLE = {
 
 def action_key(incident: str, kind: str, target: str, params: Mapping[str, str]) -> str:
     """Deterministic per incident, so a redelivered event finds the same ledger row."""
-    if params:
-        raw = "|".join([incident, kind, target.lower(), *(f"{k}={v}" for k, v in sorted(params.items()))])
-    else:
-        raw = f"{incident}|{kind}|{target.lower()}"
+    return _digest(incident + _key_tail(kind, target, params))
+
+
+def _key_tail(kind: str, target: str, params: Mapping[str, str]) -> str:
+    """What an action key hashes after the incident: the same for every incident of one shape."""
+    return "|".join(["", kind, target.lower(), *(f"{k}={v}" for k, v in sorted(params.items()))])
+
+
+def _digest(raw: str) -> str:
     return "act-" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -139,29 +144,53 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
     return Plan(incident, signal, verdict, tuple(builder.actions), tuple(builder.skipped))
 
 
-# A signal's identity: which event it was and when. Classifying and planning read neither (only the
-# incident key is made from the id), so two signals equal in every other field get the same verdict
-# and the same actions; `shape` is that rest, and `replan` gives an event the plan of its shape.
-_WHEN = Signal._fields.index("occurred_at")  # `id` is field 0
+# A signal's identity: which event it was, when, and the ids of what it reported (the subject, the
+# Sentinel incident). Classifying and planning read none of it (only the incident key is made from the
+# id; the resources acted on are in `accounts`, `containers` and `blob`), so two signals equal in every
+# other field get the same verdict and actions. `shape` is that rest, and a `Template` gives each event
+# the plan of its shape. The identity fields are `id` (field 0) and the three after `event_type`.
+IDENTITY = ("id", "occurred_at", "subject", "incident_id")
+_FROM, _TO = Signal._fields.index("occurred_at"), Signal._fields.index("incident_id") + 1
 
 
 def shape(signal: Signal) -> tuple[object, ...]:
-    """Every field of the signal but its identity (id, occurred_at): a hashable memo key."""
-    return signal[1:_WHEN] + signal[_WHEN + 1 :]
+    """Every field of the signal but its identity: a hashable memo key."""
+    return signal[1:_FROM] + signal[_TO:]
 
 
-def replan(template: Plan, signal: Signal) -> Plan:
-    """The plan `plan` would make for `signal`, given the plan it made for another signal of the same
-    shape (with the same facts and policy): the same verdict and actions, keyed to this incident."""
-    incident = incident_key(signal.id)
-    if incident == template.incident:
-        return template._replace(signal=signal)
-    keys: dict[str, str] = {}
-    actions = []
-    for a in template.actions:
-        key = keys[a.key] = action_key(incident, a.kind, a.target, a.params)
-        actions.append(a._replace(key=key, after=tuple([keys[k] for k in a.after])))
-    return Plan(incident, signal, template.verdict, tuple(actions), template.skipped)
+class Template:
+    """The plan made for one signal, reusable for every signal of the same shape (with the same facts
+    and policy): the same verdict and actions, keyed to the other signal's incident."""
+
+    __slots__ = ("_tails", "plan")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._tails = tuple(_key_tail(a.kind, a.target, a.params) for a in plan.actions)
+
+    def for_signal(self, signal: Signal) -> Plan:
+        """What `plan` makes for `signal`, which has the template's shape."""
+        made = self.plan
+        incident = incident_key(signal.id)
+        if incident == made.incident:
+            return Plan(incident, signal, made.verdict, made.actions, made.skipped)
+        keys: dict[str, str] = {}
+        actions = []
+        for a, tail in zip(made.actions, self._tails, strict=True):
+            key = keys[a.key] = _digest(incident + tail)
+            actions.append(
+                Action(
+                    kind=a.kind,
+                    target=a.target,
+                    key=key,
+                    reason=a.reason,
+                    params=a.params,
+                    after=tuple([keys[k] for k in a.after]) if a.after else (),
+                    mode=a.mode,
+                    reversible=a.reversible,
+                )
+            )
+        return Plan(incident, signal, made.verdict, tuple(actions), made.skipped)
 
 
 KEY_AUTH = ("sas", "accountkey")
