@@ -140,10 +140,16 @@ class OfflineClassifier:
     classifier after changing the snapshot or the policy.
     """
 
-    def __init__(self, tenant: Mapping[str, Any], policy: Policy) -> None:
+    def __init__(self, tenant: Mapping[str, Any], policy: Policy, *, max_shapes: int = MEMO_SHAPES) -> None:
         self._snap = _Snapshot(tenant)
         self.policy = policy
+        self.max_shapes = max_shapes
         self._plans: dict[tuple[object, ...], Template] = {}
+
+    @property
+    def shapes(self) -> int:
+        """How many plans are remembered (at most `max_shapes`: memory stays flat on any capture)."""
+        return len(self._plans)
 
     def plan(self, raw: bytes | str | Any, *, now: str = "") -> Plan:
         """One event (JSON bytes or text, or the parsed item) -> its Plan, as a dry-run would make it.
@@ -170,7 +176,7 @@ class OfflineClassifier:
         )
         facts = self.facts(signal) if wanted else Facts()
         made = make_plan(signal, facts, classify(signal, facts, policy), policy)
-        if len(self._plans) < MEMO_SHAPES:
+        if len(self._plans) < self.max_shapes:
             self._plans[key] = Template(made)
         return made
 
@@ -197,6 +203,6 @@ class OfflineClassifier:
         facts = Facts(
             accounts={a: snap.account(a) for a in signal.accounts}, principals=principal_facts, access=access
         )
-        if len(snap.facts) < MEMO_SHAPES:
+        if len(snap.facts) < self.max_shapes:
             snap.facts[key] = facts
         return facts
