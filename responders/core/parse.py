@@ -116,9 +116,12 @@ def detect_schema(item: Mapping[str, Any]) -> str:
 
 
 def _caller(data: Mapping[str, Any]) -> Caller:
-    claims = _mapping(data, "claims")
-    evidence = _mapping(_mapping(data, "authorization"), "evidence")
-    ip = _mapping(data, "httpRequest").get("clientIpAddress") or claims.get("ipaddr") or ""
+    # every event has these: a decoded object is taken as is, anything else gets _mapping's checks
+    claims = v if type(v := data.get("claims")) is dict else _mapping(data, "claims")
+    auth = v if type(v := data.get("authorization")) is dict else _mapping(data, "authorization")
+    evidence = v if type(v := auth.get("evidence")) is dict else _mapping(auth, "evidence")
+    http = v if type(v := data.get("httpRequest")) is dict else _mapping(data, "httpRequest")
+    ip = http.get("clientIpAddress") or claims.get("ipaddr") or ""
     kind = evidence.get("principalType") or ""
     name = claims.get("name") or ""
     return Caller(
@@ -134,11 +137,11 @@ def _resource_signal(
     source: str, event_id: str, event_type: str, when: str, subject: str, data: Mapping[str, Any]
 ) -> Signal:
     operation = _text(data, "operationName").lower()
-    status = _text(data, "status")
+    status = "Succeeded" if data.get("status") == "Succeeded" else _text(data, "status")
     resource = _text(data, "resourceUri") or subject
     kind = OPERATIONS.get(operation, SignalKind.OTHER)
     notes: tuple[str, ...] = ()
-    if status and status != "Succeeded" and status.lower() != "succeeded":
+    if status and status.lower() != "succeeded":
         kind, notes = SignalKind.OTHER, (f"operation status is {status}, not Succeeded",)
     ref = parse_storage_id(resource)
     if kind is not SignalKind.OTHER and ref is None:

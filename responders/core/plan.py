@@ -172,24 +172,15 @@ class Template:
         """What `plan` makes for `signal`, which has the template's shape."""
         made = self.plan
         incident = incident_key(signal.id)
-        if incident == made.incident:
+        if incident == made.incident or not made.actions:
             return Plan(incident, signal, made.verdict, made.actions, made.skipped)
         keys: dict[str, str] = {}
         actions = []
         for a, tail in zip(made.actions, self._tails, strict=True):
             key = keys[a.key] = _digest(incident + tail)
-            actions.append(
-                Action(
-                    kind=a.kind,
-                    target=a.target,
-                    key=key,
-                    reason=a.reason,
-                    params=a.params,
-                    after=tuple([keys[k] for k in a.after]) if a.after else (),
-                    mode=a.mode,
-                    reversible=a.reversible,
-                )
-            )
+            after = tuple([keys[k] for k in a.after]) if a.after else ()
+            # positional: half the cost of keywords, and the tests compare every field with a fresh plan
+            actions.append(Action(a.kind, a.target, key, a.reason, a.params, after, a.mode, a.reversible))
         return Plan(incident, signal, made.verdict, tuple(actions), made.skipped)
 
 
