@@ -174,6 +174,10 @@ def test_entities_are_mapped_by_immutable_id_never_by_name() -> None:
         (b'{"SystemAlertId": "a", "Entities": "{broken"}', "not JSON"),
         (b'{"resourceId": "stsynth01"}', "resourceId must be"),
         (b'{"eventType": "Microsoft.Storage.BlobCreated", "id": "x", "subject": "/nothing"}', "container"),
+        (b'{"id": "x", "eventType": "t", "subject": "s", "data": {"n": NaN}}', "not valid JSON"),
+        (b'{"id": "x", "eventType": "t", "subject": "s", "data": {"n": 1e400}}', "not valid JSON"),
+        (b'{"id": "\xff"}', "not valid JSON"),
+        (b'{"id": "\\ud800"}', "not valid JSON"),
     ],
 )
 def test_bad_input_is_rejected_with_a_reason(body: bytes, reason: str) -> None:
