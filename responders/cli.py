@@ -12,8 +12,8 @@ import json
 import os
 import re
 import sys
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,28 +28,56 @@ class CliError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
 
 
+LINE_SUFFIXES = (".jsonl", ".ndjson")  # one event per line
+CAPTURE_SUFFIXES = (".json", *LINE_SUFFIXES)
+
+
 def iter_event_files(paths: Sequence[str]) -> Iterator[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix == ".json" and p.is_file())
+            yield from sorted(p for p in path.iterdir() if p.suffix in CAPTURE_SUFFIXES and p.is_file())
         elif path.is_file():
             yield path
         else:
             raise CliError(f"{raw}: no such file or directory")
 
 
-def load_items(path: Path) -> tuple[list[Any], bytes]:
-    """Items of a capture file; a file that is not JSON yields no items and its raw bytes."""
+def iter_items(
+    path: Path, progress: Progress | None = None, repeat: int = 1
+) -> Iterator[tuple[Any, bytes | None]]:
+    """The events of a capture file as (item, None) pairs; what holds no event comes as (None, its raw
+    bytes), to be rejected with the pipeline's reason. A .json file is one event or an array of them; a
+    .jsonl or .ndjson file has one per line and is read a line at a time, so it replays in flat memory.
+    `progress` learns how many events are coming (times `repeat`) as soon as that is known."""
+    if path.suffix in LINE_SUFFIXES:
+        if progress is not None:
+            with path.open("rb") as lines:
+                progress.total += sum(1 for line in lines if line.strip()) * repeat
+        with path.open("rb") as lines:
+            for line in lines:
+                if line.strip():
+                    yield from _decoded(line.rstrip(b"\r\n"), None)
+    else:
+        yield from _decoded(path.read_bytes(), progress, repeat)
+
+
+def _decoded(raw: bytes, progress: Progress | None, repeat: int = 1) -> Iterator[tuple[Any, bytes | None]]:
     from responders.core.model import BadInput
     from responders.core.parse import decode_json
 
-    raw = path.read_bytes()
     try:
         decoded = decode_json(raw)
     except BadInput:
-        return [], raw
-    return (decoded if isinstance(decoded, list) else [decoded]), raw
+        decoded = []
+    work = deque(decoded if isinstance(decoded, list) else [decoded])
+    del decoded  # the deque holds the only references: each item is freed once handled
+    if progress is not None:
+        progress.total += max(len(work), 1) * repeat
+    if not work:
+        yield None, raw
+    while work:
+        yield work.popleft(), None
 
 
 def count_calls(requests: list[dict[str, Any]]) -> dict[str, int]:
@@ -76,71 +104,91 @@ def _short(text: str) -> str:
     return _ARM_ACCOUNT.sub("", text)
 
 
-def _table(results: list[dict[str, Any]], out: TextIO) -> None:
-    for r in results:
-        head = f"{r['file']}: {r.get('status', '?').upper()}"
-        if r.get("error"):
-            out.write(f"{head}  rejected: {r['error']}\n\n")
-            continue
-        v = r["verdict"]
-        out.write(
-            f"{head}  leak={'yes' if v['leak'] else 'no'} severity={v['severity']} incident={r['incident']}\n"
-        )
-        for reason in v["reasons"]:
-            out.write(f"    why: {_short(reason)}\n")
-        for finding in v["findings"]:
-            out.write(f"    finding: {_short(finding)}\n")
-        by_key = {(o["kind"], o["target"], json.dumps(o["params"], sort_keys=True)): o for o in r["outcomes"]}
-        for action in r["plan"]:
-            o = by_key.get(
-                (action["kind"], action["target"], json.dumps(action["params"], sort_keys=True)), {}
-            )
-            target = action["target"].rsplit("/", 1)[-1]
-            params = " ".join(f"{k}={v}" for k, v in action["params"].items())
-            status = o.get("status", "planned")
-            err = f" ({o['error']})" if o.get("error") else ""
-            out.write(f"    {status:<18} {action['kind']:<38} {target} {params}{err}\n")
-        for skip in r["skipped"]:
-            out.write(f"    skipped            {skip['what'].rsplit('/', 1)[-1]}: {skip['why']}\n")
-        out.write("\n")
+def _table_row(r: dict[str, Any], out: TextIO) -> None:
+    head = f"{r['file']}: {r.get('status', '?').upper()}"
+    if r.get("error"):
+        out.write(f"{head}  rejected: {r['error']}\n\n")
+        return
+    v = r["verdict"]
+    out.write(
+        f"{head}  leak={'yes' if v['leak'] else 'no'} severity={v['severity']} incident={r['incident']}\n"
+    )
+    for reason in v["reasons"]:
+        out.write(f"    why: {_short(reason)}\n")
+    for finding in v["findings"]:
+        out.write(f"    finding: {_short(finding)}\n")
+    by_key = {(o["kind"], o["target"], json.dumps(o["params"], sort_keys=True)): o for o in r["outcomes"]}
+    for action in r["plan"]:
+        o = by_key.get((action["kind"], action["target"], json.dumps(action["params"], sort_keys=True)), {})
+        target = action["target"].rsplit("/", 1)[-1]
+        params = " ".join(f"{k}={v}" for k, v in action["params"].items())
+        status = o.get("status", "planned")
+        err = f" ({o['error']})" if o.get("error") else ""
+        out.write(f"    {status:<18} {action['kind']:<38} {target} {params}{err}\n")
+    for skip in r["skipped"]:
+        out.write(f"    skipped            {skip['what'].rsplit('/', 1)[-1]}: {skip['why']}\n")
+    out.write("\n")
 
 
-def _summary(results: list[dict[str, Any]], calls: dict[str, int]) -> dict[str, Any]:
-    actions: Counter[str] = Counter()
-    for r in results:
+class _Tally:
+    """The summary line, counted as results stream past (a replay keeps no result once written)."""
+
+    def __init__(self) -> None:
+        self.events = self.leaks = self.rejected = 0
+        self.actions: Counter[str] = Counter()
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.events += 1
+        self.leaks += bool(r.get("verdict", {}).get("leak"))
+        self.rejected += bool(r.get("error"))
         for o in r.get("outcomes", []):
             if o["status"] in ("contained", "dry-run", "already-contained", "pending-approval"):
-                actions[o["kind"]] += 1
-    return {
-        "events": len(results),
-        "leaks": sum(1 for r in results if r.get("verdict", {}).get("leak")),
-        "rejected": sum(1 for r in results if r.get("error")),
-        "actions": dict(sorted(actions.items())),
-        "calls": calls,
-    }
+                self.actions[o["kind"]] += 1
+
+    def summary(self, calls: dict[str, int]) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "leaks": self.leaks,
+            "rejected": self.rejected,
+            "actions": dict(sorted(self.actions.items())),
+            "calls": calls,
+        }
 
 
 class Progress:
-    """A one-line progress bar on stderr, for runs long enough to need one."""
+    """A one-line progress bar on stderr, for runs long enough to need one. The total may grow as the
+    run goes (a capture is decoded one file at a time)."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, every: int = 1000) -> None:
+    def __init__(self, total: int = 0, stream: TextIO | None = None, every: int = 1000) -> None:
         self.total, self.done, self.every = total, 0, every
         self.stream = stream or sys.stderr
-        self.enabled = total >= every or self.stream.isatty()
+        self.drawn = False
 
     def step(self, n: int = 1) -> None:
-        self.done += n
-        if self.enabled and (self.done % self.every == 0 or self.done == self.total):
-            width = 30
-            filled = int(width * self.done / max(self.total, 1))
-            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} events")
-            if self.done >= self.total:
-                self.stream.write("\n")
+        before, self.done = self.done, self.done + n
+        if self.done // self.every > before // self.every and (
+            self.total >= self.every or self.stream.isatty()
+        ):
+            self._draw()
+
+    def finish(self) -> None:
+        """The final count and a newline, when a bar was drawn (or stderr is a terminal)."""
+        if self.drawn or self.stream.isatty():
+            self._draw()
+            self.stream.write("\n")
             self.stream.flush()
 
+    def _draw(self) -> None:
+        width = 30
+        filled = int(width * min(self.done, self.total) / max(self.total, 1))
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} events")
+        self.stream.flush()
+        self.drawn = True
 
-def replay_offline(files: list[Path], args: argparse.Namespace, out: TextIO) -> list[dict[str, Any]]:
-    """Dry-run classification with the facts of a tenant snapshot: no Azure, no stand-ins, no ledger."""
+
+def replay_offline(files: list[Path], args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Dry-run classification with the facts of a tenant snapshot: no Azure, no stand-ins, no ledger.
+    Results are yielded one by one, so a large capture is never held twice in memory."""
     from responders.core.model import BadInput, Outcome
     from responders.offline import OfflineClassifier
     from responders.service import incident_status, report, utc_now
@@ -153,26 +201,22 @@ def replay_offline(files: list[Path], args: argparse.Namespace, out: TextIO) -> 
         raise CliError(str(exc)) from exc
     policy = policy.with_responder(tenant.get("responderIdentity", {}).get("principalId", ""))
     classifier = OfflineClassifier(tenant, policy)
-    work: list[tuple[str, Any, bytes]] = []
-    for path in files:
-        items, raw = load_items(path)
-        work += [(path.name, item, b"") for item in items] if items else [(path.name, None, raw)]
-    progress = Progress(len(work) * args.repeat)
+    progress = Progress()
     now = utc_now()
-    results: list[dict[str, Any]] = []
-    for name, item, raw in work:
-        for _ in range(args.repeat):
-            try:
-                plan = classifier.plan(raw if item is None else item, now=now)
-            except BadInput as exc:
-                results.append({"file": name, "status": "rejected", "error": str(exc)})
-            else:
-                outcomes = [Outcome(action=a, status="dry-run") for a in plan.actions]
-                result = report(plan, outcomes, incident_status(plan, outcomes, True), True)
-                result["file"] = name
-                results.append(result)
-            progress.step()
-    return results
+    for path in files:  # one file at a time, each event let go once classified
+        for item, raw in iter_items(path, progress, args.repeat):
+            for _ in range(args.repeat):
+                try:
+                    plan = classifier.plan(item if raw is None else raw, now=now)
+                except BadInput as exc:
+                    yield {"file": path.name, "status": "rejected", "error": str(exc)}
+                else:
+                    outcomes = [Outcome(action=a, status="dry-run") for a in plan.actions]
+                    result = report(plan, outcomes, incident_status(plan, outcomes, True), True)
+                    result["file"] = path.name
+                    yield result
+                progress.step()
+    progress.finish()
 
 
 def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
@@ -186,8 +230,7 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     if args.offline:
         if args.execute or args.target:
             raise CliError("--offline classifies only: it cannot be combined with --execute or --target")
-        results = replay_offline(files, args, out)
-        _write_results(results, {"read": 0, "write": 0}, args, out)
+        _write_results(replay_offline(files, args), {"read": 0, "write": 0}, args, out)
         return 0
     with Replayer.start(
         execute=args.execute, target=args.target, policy_file=args.policy, tenant=args.tenant
@@ -206,6 +249,7 @@ def write_replay(
         for _ in range(args.repeat):
             results.extend(replayer.replay_file(path))
             progress.step()
+    progress.finish()
     _write_results(results, replayer.calls(), args, out)
     if args.execute and args.format != "json":
         replayer.print_evidence(out)
@@ -213,15 +257,20 @@ def write_replay(
 
 
 def _write_results(
-    results: list[dict[str, Any]], calls: dict[str, int], args: argparse.Namespace, out: TextIO
+    results: Iterable[dict[str, Any]], calls: dict[str, int], args: argparse.Namespace, out: TextIO
 ) -> None:
-    summary = _summary(results, calls)
-    if args.format == "json":
-        for r in results:
+    """Each result as it comes (a JSON line or a table block), then the summary."""
+    tally = _Tally()
+    for r in results:
+        tally.add(r)
+        if args.format == "json":
             out.write(json.dumps(r, sort_keys=True) + "\n")
+        else:
+            _table_row(r, out)
+    summary = tally.summary(calls)
+    if args.format == "json":
         out.write(json.dumps(summary, sort_keys=True) + "\n")
         return
-    _table(results, out)
     mode = "EXECUTED" if args.execute else "DRY-RUN (nothing changed; add --execute)"
     out.write(
         f"{mode}: {summary['events']} events, {summary['leaks']} leaks, {summary['rejected']} rejected; "

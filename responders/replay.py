@@ -100,15 +100,12 @@ class Replayer:
 
     # delivery ------------------------------------------------------------------------------
     def replay_file(self, path: Path) -> list[dict[str, Any]]:
-        from responders.cli import load_items
+        from responders.cli import iter_items
 
-        items, raw = load_items(path)
-        if not items:
-            return [self._post_alerts(raw, path.name)]
-        results = []
-        for item in items:
-            results.append(self.replay_item(item, path.name))
-        return results
+        return [
+            self.replay_item(item, path.name) if raw is None else self._post_alerts(raw, path.name)
+            for item, raw in iter_items(path)
+        ]
 
     def replay_item(self, item: Any, name: str) -> dict[str, Any]:
         from responders.service import runtime

@@ -196,3 +196,31 @@ def test_offline_replay_matches_a_live_dry_run(capsys) -> None:
 def test_offline_cannot_execute(capsys) -> None:
     assert main(["replay", str(SAMPLES / "events"), "--offline", "--execute"]) == 2
     assert "--offline" in capsys.readouterr().err
+
+
+def test_offline_replay_of_a_large_capture_streams_with_a_progress_bar(tmp_path: Path, capsys) -> None:
+    items = json.loads((SAMPLES / "events" / "03-listkeys-by-app.json").read_text())
+    event = items[0] if isinstance(items, list) else items
+    capture = []
+    for i in range(2500):
+        copy = json.loads(json.dumps(event))
+        copy["id"] = f"00000000-0000-4000-8000-{i:012d}"
+        capture.append(copy)
+    (tmp_path / "big.json").write_text(json.dumps(capture))
+    # one event per line, read a line at a time; a broken line is rejected on its own, blank ones skipped
+    lines = [json.dumps(e) for e in capture[:9]]
+    (tmp_path / "lines.jsonl").write_text("\n".join([*lines[:4], "", '{"id": broken', *lines[4:]]) + "\n")
+    assert main(["replay", str(tmp_path), "--format", "json", "--offline"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    results, summary = [json.loads(line) for line in out[:-1]], json.loads(out[-1])
+    assert len(results) == summary["events"] == 2510
+    assert summary["leaks"] == 2509
+    assert summary["rejected"] == 1
+    assert [r["file"] for r in results] == ["big.json"] * 2500 + ["lines.jsonl"] * 10
+    assert "not valid JSON" in results[2504]["error"]
+    assert len({r.get("incident") for r in results}) == 2501  # lines.jsonl repeats 9 ids of big.json
+    assert summary["actions"]["storage.regenerate_key"] == 2 * 2509
+    bar = captured.err.split("\r")
+    assert bar[-1] == "[##############################] 2510/2510 events\n"
+    assert any(part.startswith("[") and " 2000/2500 events" in part for part in bar)
