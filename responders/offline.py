@@ -198,7 +198,7 @@ class OfflineClassifier:
             object_id = snap.by_app.get(app.lower())
             if object_id:
                 principal_facts.setdefault(object_id, snap.principal(object_id))
-        alert = signal.kind is SignalKind.ALERT
+        alert = signal.kind is SignalKind.ALERT and self.policy.alert_credentials == "evidence"
         access = {a: seen for a in signal.accounts if (seen := snap.access(a)) is not None} if alert else {}
         facts = Facts(
             accounts={a: snap.account(a) for a in signal.accounts}, principals=principal_facts, access=access

@@ -103,7 +103,13 @@ def gather_facts(signal: Signal, rt: Runtime) -> Facts:
         principals.append(signal.caller.object_id)
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="facts") as pool:
         access = None
-        if signal.kind is SignalKind.ALERT and signal.accounts and rt.settings.log_analytics_workspace_id:
+        # the storage logs' authentication types decide an alert's credential steps (policy "evidence")
+        if (
+            signal.kind is SignalKind.ALERT
+            and signal.accounts
+            and rt.settings.log_analytics_workspace_id
+            and rt.settings.policy.alert_credentials == "evidence"
+        ):
             from responders.evidence import access_by_account
 
             access = pool.submit(

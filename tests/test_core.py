@@ -406,3 +406,49 @@ def test_alerts_rotate_keys_only_when_the_logs_show_key_or_sas_access(access, ki
     assert [a.kind for a in p.actions] == kinds
     if skip:
         assert any(skip in why for _, why in p.skipped)
+
+
+@pytest.mark.parametrize(
+    ("mode", "access", "kinds", "skip"),
+    [
+        (
+            "always",
+            {"Anonymous": 5},
+            ["storage.regenerate_key", "storage.regenerate_key", "storage.revoke_user_delegation_keys"],
+            "",
+        ),
+        ("never", {"SAS": 2}, [], "policy alerts.revoke_credentials is never"),
+        ("never", None, [], "policy alerts.revoke_credentials is never"),
+        ("evidence", {"Anonymous": 5}, [], "the storage logs show Anonymous"),
+    ],
+)
+def test_policy_decides_whether_alerts_revoke_credentials(mode, access, kinds, skip) -> None:
+    policy = Policy.from_dict(
+        {"scope": {"allow": [f"/subscriptions/{SUB}"]}, "alerts": {"revoke_credentials": mode}}
+    )
+    alert = {
+        "SystemAlertId": "a4",
+        "AlertDisplayName": "reads",
+        "Entities": [{"Type": "azure-resource", "ResourceId": ACCOUNT}],
+    }
+    signal = parse_item(alert, now=NOW)
+    base = synthetic_account(public=False, containers=(ContainerFacts("data", "None"),))
+    facts = Facts(accounts=base.accounts, access={} if access is None else {ACCOUNT: access})
+    p = plan(signal, facts, classify(signal, facts, policy), policy)
+    assert [a.kind for a in p.actions] == kinds
+    assert (not skip) or any(skip in why for _, why in p.skipped)
+    assert p.verdict.leak
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"alerts": {"revoke_credentials": "sometimes"}}, "revoke_credentials must be one of"),
+        ({"alerts": {"rotate": "always"}}, "alerts may only hold"),
+        ({"disable_principals": "no"}, "disable_principals must be true or false"),
+        ({"dedupe_window_seconds": True}, "non-negative integer"),
+    ],
+)
+def test_policy_rejects_bad_alert_and_switch_settings(doc: dict, reason: str) -> None:
+    with pytest.raises(BadInput, match=reason):
+        Policy.from_dict(doc)

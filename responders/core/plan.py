@@ -89,12 +89,15 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
             builder.skipped.append((account_id, verdict.blocked[account_id]))
             continue
         account = facts.accounts[account_id]
-        rotate, revoke_udk = _credential_steps(signal, facts.access.get(account_id))
+        rotate, revoke_udk = _credential_steps(signal, facts.access.get(account_id), policy)
         if signal.kind is SignalKind.ALERT and not rotate:
             seen = ", ".join(sorted(facts.access.get(account_id) or {})) or "no access at all"
-            builder.skipped.append(
-                (f"storage.regenerate_key {account_id}", f"keys not rotated: the storage logs show {seen}")
+            why = (
+                "keys not rotated: policy alerts.revoke_credentials is never"
+                if policy.alert_credentials == "never"
+                else f"keys not rotated: the storage logs show {seen}"
             )
+            builder.skipped.append((f"storage.regenerate_key {account_id}", why))
         if exposure:
             if account.account_public_allowed:
                 builder.add(
@@ -187,16 +190,17 @@ class Template:
 KEY_AUTH = ("sas", "accountkey")
 
 
-def _credential_steps(signal: Signal, access: Mapping[str, int] | None) -> tuple[bool, bool]:
+def _credential_steps(signal: Signal, access: Mapping[str, int] | None, policy: Policy) -> tuple[bool, bool]:
     """(rotate keys, revoke user-delegation keys). For an alert, rotation (which breaks every
-    legitimate key user) is justified only by key or SAS access in the logs, or by not knowing."""
+    legitimate key user) is justified by key or SAS access in the logs, or by not knowing, unless the
+    policy says always or never."""
     if signal.kind in (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.MANUAL):
         return True, True
     if signal.kind is SignalKind.USER_DELEGATION_KEY:
         return False, True
-    if signal.kind is not SignalKind.ALERT:
+    if signal.kind is not SignalKind.ALERT or policy.alert_credentials == "never":
         return False, False
-    if access is None:
+    if access is None or policy.alert_credentials == "always":
         return True, True
     seen = {auth.lower() for auth in access}
     return bool(seen & set(KEY_AUTH)), "sas" in seen

@@ -17,6 +17,9 @@ ACTION_KINDS = (
     "identity.disable_service_principal",
 )
 APPROVAL_MODES = ("auto", "approval")
+# When an alert names a synthetic account: rotate its keys and revoke its user-delegation keys only
+# when the storage logs show key or SAS access (or cannot be read), always, or never (humans decide).
+ALERT_CREDENTIAL_MODES = ("evidence", "always", "never")
 
 
 def _lower_values(raw: Mapping[str, Any], what: str) -> dict[str, tuple[str, ...]]:
@@ -53,6 +56,7 @@ class Policy:
     approval: Mapping[str, str] = field(default_factory=lambda: dict.fromkeys(ACTION_KINDS, "auto"))
     disable_principals: bool = True
     dedupe_window_seconds: int = 900
+    alert_credentials: str = "evidence"
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Policy:
@@ -68,6 +72,7 @@ class Policy:
             "approval",
             "disable_principals",
             "dedupe_window_seconds",
+            "alerts",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -95,8 +100,17 @@ class Policy:
             if s != "*" and not s.startswith("/subscriptions/"):
                 raise BadInput(f"policy: scope {s!r} must be '*' or an ARM id prefix")
         window = raw.get("dedupe_window_seconds", 900)
-        if not isinstance(window, int) or window < 0:
+        if not isinstance(window, int) or isinstance(window, bool) or window < 0:
             raise BadInput("policy: dedupe_window_seconds must be a non-negative integer")
+        disable = raw.get("disable_principals", True)
+        if not isinstance(disable, bool):
+            raise BadInput("policy: disable_principals must be true or false")
+        alerts = raw.get("alerts", {}) or {}
+        if not isinstance(alerts, Mapping) or set(alerts) - {"revoke_credentials"}:
+            raise BadInput("policy: alerts may only hold revoke_credentials")
+        credentials = alerts.get("revoke_credentials", "evidence")
+        if credentials not in ALERT_CREDENTIAL_MODES:
+            raise BadInput(f"policy: alerts.revoke_credentials must be one of {ALERT_CREDENTIAL_MODES}")
         return cls(
             synthetic_tags=_lower_values(
                 syn.get("tags", {"data-classification": ["synthetic"]}), "synthetic.tags"
@@ -115,8 +129,9 @@ class Policy:
             guarantee_tag=str(prov.get("guarantee_tag", cls.guarantee_tag)).lower(),
             fidelity_tag=str(prov.get("fidelity_tag", cls.fidelity_tag)).lower(),
             approval=approval,
-            disable_principals=bool(raw.get("disable_principals", True)),
+            disable_principals=disable,
             dedupe_window_seconds=window,
+            alert_credentials=credentials,
         )
 
     def with_responder(self, object_id: str) -> Policy:
