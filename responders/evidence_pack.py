@@ -85,6 +85,7 @@ def build_pack(incident: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "deliveries": incident.get("Deliveries"),
         "responder": str(incident.get("Responder") or ""),
         "status": str(incident.get("Status") or ""),
+        "folded_into": str(incident.get("FoldedInto") or ""),
         "dry_run": bool(incident.get("DryRun")),
         "severity": str(incident.get("Severity") or ""),
         "confidence": incident.get("Confidence"),
@@ -294,6 +295,12 @@ def _evidence(value: Any) -> dict[str, Any]:
 def _clock(incident: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """GDPR Art. 33(1): notify within 72 hours of becoming aware; the responder's detection is that moment."""
     base = {"article": "GDPR Art. 33(1)", "within_hours": 72}
+    if incident.get("FoldedInto"):
+        return {
+            **base,
+            "applies": False,
+            "reason": f"the clock runs on {incident['FoldedInto']}, the same change",
+        }
     if not incident.get("Leak"):
         return {**base, "applies": False, "reason": NOT_A_LEAK}
     aware = parse_time(incident.get("DetectedAt"))
@@ -330,6 +337,11 @@ def _remaining(pack: Mapping[str, Any]) -> list[str]:
     """What the responder could not finish: each entry is a decision or task for a named human role."""
     out: list[str] = []
     key = pack["incident"]
+    if pack["folded_into"]:
+        return [
+            f"Folded into {pack['folded_into']}: the same change, contained there. Its evidence pack "
+            "holds the decisions (notification, owners); nothing is left to do here."
+        ]
     if pack["dry_run"] and pack["actions"]:
         out.append("Dry-run: nothing was changed. Execute the plan or contain the exposure by hand.")
     regenerated: dict[str, list[str]] = {}
@@ -460,6 +472,7 @@ def _summary_md(pack: Mapping[str, Any]) -> list[str]:
     caller = _dict(pack.get("caller"))
     rows = [
         ["Status", pack.get("status")],
+        ["Folded into", pack.get("folded_into")],
         ["Leak", "yes" if pack.get("leak") else "no"],
         ["Severity", severity],
         ["Dry run", "yes (nothing was changed)" if pack.get("dry_run") else "no"],

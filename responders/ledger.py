@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 INCIDENT_ROW = "incident"
+CONTAINED = "contained"  # partition: shape key -> the incident that last contained that change
 TERMINAL = ("contained", "already-contained", "failed", "skipped", "restored")
 LEASE_SECONDS = 120
 MAX_PROP = 30_000
@@ -66,6 +67,7 @@ class Ledger:
         earlier: Mapping[str, Any] | None,
         state_before: Mapping[str, Any] | None = None,
         owners: list[str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Upsert the incident row (merge), keeping the first detection time of the incident.
 
@@ -105,6 +107,7 @@ class Ledger:
             entity["StateBefore"] = _json(state_before)
         if owners is not None:
             entity["Owners"] = _json(owners)
+        entity.update(extra or {})
         # `earlier` is the row this delivery already read (ledger.head), so it is not read twice
         entity["DetectedAt"] = (earlier or {}).get("DetectedAt") or now
         entity["Deliveries"] = int((earlier or {}).get("Deliveries") or 0) + 1
@@ -163,6 +166,34 @@ class Ledger:
         self._ensure()
         for row in self.table.query_entities("RowKey eq @rk", parameters={"rk": INCIDENT_ROW}):
             yield _decode(row)
+
+    # storm folding -------------------------------------------------------------------------
+    def contained_shape(self, key: str) -> dict[str, Any] | None:
+        """The last incident that contained a change of this shape (one point read), or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._ensure()
+        try:
+            return dict(self.table.get_entity(CONTAINED, key))
+        except ResourceNotFoundError:
+            return None
+
+    def remember_contained(self, key: str, plan: Plan, contained_at: str) -> None:
+        """Note that `plan` contained the change of this shape, so a storm of it can be folded."""
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        self.table.upsert_entity(
+            {
+                "PartitionKey": CONTAINED,
+                "RowKey": key,
+                "Incident": plan.incident,
+                "ContainedAt": contained_at,
+                "Severity": plan.verdict.severity,
+                "Confidence": plan.verdict.confidence,
+            },
+            mode=UpdateMode.REPLACE,
+        )
 
     # actions -------------------------------------------------------------------------------
     def begin(self, plan: Plan, action: Action, seq: int, now: str) -> tuple[bool, dict[str, Any]]:

@@ -15,6 +15,8 @@ from responders.core.classify import classify
 from responders.core.model import Action, Facts, Outcome, Plan, Signal, SignalKind, Verdict
 from responders.core.parse import incident_key, parse_item
 from responders.core.plan import plan as make_plan
+from responders.core.plan import shape_key
+from responders.core.timeutil import parse_time
 from responders.execute import Executor, TransientFailure, describe, is_transient
 from responders.ledger import Ledger
 from responders.settings import Settings
@@ -22,7 +24,15 @@ from responders.settings import Settings
 log = logging.getLogger("responders")
 DONE = ("contained", "already-contained")
 # An incident in one of these states is finished: a redelivery reports it and acts on nothing.
-SETTLED = ("contained", "ignored", "nothing-to-do", "partial", "failed", "pending-approval")
+SETTLED = ("contained", "ignored", "nothing-to-do", "partial", "failed", "pending-approval", "folded")
+# changes a storm repeats: one incident contains them, the rest of the storm is folded into it
+FOLDABLE = (
+    SignalKind.PUBLIC_ACCESS_CHANGED,
+    SignalKind.BLOB_CREATED,
+    SignalKind.KEYS_LISTED,
+    SignalKind.SAS_LISTED,
+    SignalKind.USER_DELEGATION_KEY,
+)
 
 
 def utc_now() -> str:
@@ -226,7 +236,48 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
         row = rt.ledger.incident(earlier["PartitionKey"]) or earlier
         rt.ledger.note_delivery(earlier["PartitionKey"], int(earlier.get("Deliveries") or 1) + 1, now)
         return _execute(plan_from_ledger(row), rt, dry_run=False)
+    if earlier is None and not dry_run:
+        folded = _fold(signal, rt, now)
+        if folded is not None:
+            return folded
     return _classify_and_execute(signal, rt, now, dry_run, earlier)
+
+
+def _fold(signal: Signal, rt: Runtime, now: str) -> dict[str, Any] | None:
+    """A storm repeats one change: an event of the same shape as a change an incident contained, that
+    happened before the containment and arrives within the policy's window, is recorded as folded
+    into that incident, with no call to Azure. An event from after the containment is handled in
+    full: it may be a new exposure (public access switched on again, keys listed again)."""
+    window = rt.settings.policy.dedupe_window_seconds
+    occurred = parse_time(signal.occurred_at)
+    if not window or signal.kind not in FOLDABLE or occurred is None:
+        return None
+    row = rt.ledger.contained_shape(shape_key(signal))
+    contained, current = parse_time((row or {}).get("ContainedAt")), parse_time(now)
+    if row is None or contained is None or current is None or not occurred < contained:
+        return None
+    if (current - contained).total_seconds() > window:
+        return None
+    first = str(row["Incident"])
+    why = (
+        f"the same change as incident {first}, which contained it at {row['ContainedAt']}; "
+        f"this event happened before that, at {signal.occurred_at}"
+    )
+    verdict = Verdict(True, str(row.get("Severity") or "medium"), float(row.get("Confidence") or 0.9), (why,))
+    plan = Plan(incident_key(signal.id), signal, verdict, ())
+    rt.ledger.record_incident(
+        plan,
+        status="folded",
+        now=now,
+        responder=rt.settings.identity_object_id,
+        dry_run=False,
+        earlier=None,
+        extra={"FoldedInto": first},
+    )
+    log.info("incident %s: folded into %s (same change, before its containment)", plan.incident, first)
+    result = report(plan, [], "folded", False)
+    result["folded_into"] = first
+    return result
 
 
 RESUMABLE = ("planned", "retrying")
@@ -281,7 +332,10 @@ def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
     acted_from = rt.clock()
     outcomes = rt.executor.run(plan, dry_run=dry_run) if plan.verdict.leak else []
     status = incident_status(plan, outcomes, dry_run)
-    rt.ledger.set_incident_status(plan.incident, status, rt.clock())
+    finished = rt.clock()
+    rt.ledger.set_incident_status(plan.incident, status, finished)
+    if status == "contained" and plan.signal.kind in FOLDABLE:
+        rt.ledger.remember_contained(shape_key(plan.signal), plan, finished)
     log.info(
         "incident %s source=%s kind=%s leak=%s status=%s actions=%d",
         plan.incident,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 
 from responders.core.classify import CREDENTIAL_KINDS, EXPOSURE_KINDS
@@ -159,6 +160,12 @@ _FROM, _TO = Signal._fields.index("occurred_at"), Signal._fields.index("incident
 def shape(signal: Signal) -> tuple[object, ...]:
     """Every field of the signal but its identity: a hashable memo key."""
     return signal[1:_FROM] + signal[_TO:]
+
+
+def shape_key(signal: Signal) -> str:
+    """The shape as a stable text key (the same in every process), for the ledger."""
+    text = json.dumps(shape(signal), separators=(",", ":"), ensure_ascii=False)
+    return "shape-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class Template:
