@@ -178,8 +178,9 @@ class Ledger:
         except ResourceNotFoundError:
             return None
 
-    def remember_contained(self, key: str, plan: Plan, contained_at: str) -> None:
-        """Note that `plan` contained the change of this shape, so a storm of it can be folded."""
+    def remember_contained(self, key: str, plan: Plan, acted_from: str) -> None:
+        """Note that `plan` contained the change of this shape, writing from `acted_from` (taken
+        before its first write), so the rest of a storm of that change can be folded into it."""
         from azure.data.tables import UpdateMode
 
         self._ensure()
@@ -188,7 +189,7 @@ class Ledger:
                 "PartitionKey": CONTAINED,
                 "RowKey": key,
                 "Incident": plan.incident,
-                "ContainedAt": contained_at,
+                "ActedFrom": acted_from,
                 "Severity": plan.verdict.severity,
                 "Confidence": plan.verdict.confidence,
             },

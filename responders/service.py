@@ -245,22 +245,23 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
 
 def _fold(signal: Signal, rt: Runtime, now: str) -> dict[str, Any] | None:
     """A storm repeats one change: an event of the same shape as a change an incident contained, that
-    happened before the containment and arrives within the policy's window, is recorded as folded
-    into that incident, with no call to Azure. An event from after the containment is handled in
-    full: it may be a new exposure (public access switched on again, keys listed again)."""
+    happened before that containment began writing and arrives within the policy's window, is
+    recorded as folded into that incident, with no call to Azure (the containment's writes set the
+    state after it). An event from any later moment is handled in full: it may be a new exposure
+    (public access switched on again, keys listed again), even one made while containment ran."""
     window = rt.settings.policy.dedupe_window_seconds
     occurred = parse_time(signal.occurred_at)
     if not window or signal.kind not in FOLDABLE or occurred is None:
         return None
     row = rt.ledger.contained_shape(shape_key(signal))
-    contained, current = parse_time((row or {}).get("ContainedAt")), parse_time(now)
-    if row is None or contained is None or current is None or not occurred < contained:
+    began, current = parse_time((row or {}).get("ActedFrom")), parse_time(now)
+    if row is None or began is None or current is None or not occurred < began:
         return None
-    if (current - contained).total_seconds() > window:
+    if (current - began).total_seconds() > window:
         return None
     first = str(row["Incident"])
     why = (
-        f"the same change as incident {first}, which contained it at {row['ContainedAt']}; "
+        f"the same change as incident {first}, which contained it (writing from {row['ActedFrom']}); "
         f"this event happened before that, at {signal.occurred_at}"
     )
     verdict = Verdict(True, str(row.get("Severity") or "medium"), float(row.get("Confidence") or 0.9), (why,))
@@ -332,10 +333,9 @@ def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
     acted_from = rt.clock()
     outcomes = rt.executor.run(plan, dry_run=dry_run) if plan.verdict.leak else []
     status = incident_status(plan, outcomes, dry_run)
-    finished = rt.clock()
-    rt.ledger.set_incident_status(plan.incident, status, finished)
+    rt.ledger.set_incident_status(plan.incident, status, rt.clock())
     if status == "contained" and plan.signal.kind in FOLDABLE:
-        rt.ledger.remember_contained(shape_key(plan.signal), plan, finished)
+        rt.ledger.remember_contained(shape_key(plan.signal), plan, acted_from)
     log.info(
         "incident %s source=%s kind=%s leak=%s status=%s actions=%d",
         plan.incident,

@@ -123,3 +123,19 @@ def test_folded_incidents_show_in_the_ledger_summary_and_evidence_pack(make_harn
 def test_the_shipped_policy_documents_the_window() -> None:
     text = (Path(__file__).resolve().parents[1] / "policy.yaml").read_text()
     assert "dedupe_window_seconds" in text
+
+
+def test_an_event_from_while_containment_was_writing_is_not_folded(make_harness) -> None:
+    h = make_harness()
+    h.eventgrid(storm_event(0, datetime.now(UTC) - timedelta(seconds=30)))
+    first = h.incident(storm_event(0, datetime.now(UTC))["id"])
+    remembered = next(r for r in h.all_ledger_rows() if r["PartitionKey"] == "contained")
+    acted_from = datetime.fromisoformat(remembered["ActedFrom"].replace("Z", "+00:00"))
+    writes = [datetime.fromisoformat(a["ActedAt"].replace("Z", "+00:00")) for a in first["actions"]]
+    assert acted_from < min(writes), "the cut-off is taken before the first write"
+    during = storm_event(1, acted_from + timedelta(microseconds=1))
+    h.eventgrid(during)
+    assert h.incident(during["id"])["Status"] != "folded"
+    just_before = storm_event(2, acted_from - timedelta(microseconds=1))
+    h.eventgrid(just_before)
+    assert h.incident(just_before["id"])["FoldedInto"] == first["PartitionKey"]
