@@ -32,8 +32,8 @@ from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_propert
 # Seed keys that describe the resource itself; every other top-level key of a seeded account or
 # container is an ARM property (the simulator reads the snapshot the same way).
 _CREDENTIAL_KINDS = (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY)
-# The texts the live readers record for a missing resource (read_account / read_principal on a 404).
 MEMO_SHAPES = 8192  # plans (and facts) remembered per classifier; past it, new shapes are built afresh
+# The texts the live readers record for a missing resource (read_account / read_principal on a 404).
 ACCOUNT_NOT_FOUND = "not found (Not Found)"
 PRINCIPAL_NOT_FOUND = "not a service principal (404)"
 
