@@ -4,6 +4,7 @@ the plan a fresh classification makes, for any event of that shape."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,22 @@ def test_the_memo_is_bounded_and_past_the_bound_plans_are_still_made() -> None:
     for _ in range(2):
         assert [classifier.plan_signal(s) for s in SIGNALS] == [fresh(s) for s in SIGNALS]
     assert classifier.shapes == 3
+
+
+def test_remembered_plans_equal_fresh_ones_over_a_generated_capture() -> None:
+    from bench.throughput import NOW as BENCH_NOW
+    from bench.throughput import generate
+
+    remembering = OfflineClassifier(TENANT, POLICY)
+    leaks = 0
+    for raw in generate(1500, seed=11):
+        try:
+            expected = OfflineClassifier(TENANT, POLICY).plan(raw, now=BENCH_NOW)
+        except BadInput as exc:
+            with pytest.raises(BadInput, match=re.escape(str(exc))):
+                remembering.plan(raw, now=BENCH_NOW)
+            continue
+        assert remembering.plan(raw, now=BENCH_NOW) == expected
+        leaks += expected.verdict.leak
+    assert leaks > 300
+    assert remembering.shapes < 1500 / 2, "the capture repeats its shapes"

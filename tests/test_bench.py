@@ -1,0 +1,29 @@
+"""The benchmarks run (small sizes) and their correctness conditions hold; no speed is asserted here:
+`make bench` measures speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import storm, throughput
+
+
+def test_storm_contains_once_and_accounts_for_every_event(tmp_path: Path) -> None:
+    res = storm.run(tmp_path / "certs", count=300, threads=8, deadline_s=120)
+    assert res["problems"] == []
+    assert res["writes"] == res["minimum_writes"] == 3
+    assert res["duplicate_writes"] == 0
+    assert res["events_without_incident_row"] == 0
+    assert sum(res["status_counts"].values()) == 300
+    assert set(res["status_counts"]) <= {"contained", "folded"}
+    assert res["memory"]["rss_peak_mib"] >= res["memory"]["rss_start_mib"] > 0
+
+
+def test_throughput_classifies_every_generated_event_and_reports_its_stages() -> None:
+    res = throughput.run(3000, rounds=1)
+    outcomes = res["outcomes"]
+    assert outcomes["leak"] + outcomes["no-leak"] + outcomes["rejected"] == 3000
+    assert outcomes["actions"] >= outcomes["leak"] > 0
+    assert res["ratio"] > 0
+    assert "parse" in res["stages_us"]
+    assert "json.loads (the baseline)" in res["stages_us"]
