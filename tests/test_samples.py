@@ -224,3 +224,17 @@ def test_offline_replay_of_a_large_capture_streams_with_a_progress_bar(tmp_path:
     bar = captured.err.split("\r")
     assert bar[-1] == "[##############################] 2510/2510 events\n"
     assert any(part.startswith("[") and " 2000/2500 events" in part for part in bar)
+
+
+def test_live_replay_reads_line_captures_too(tmp_path: Path, capsys) -> None:
+    items = json.loads((SAMPLES / "events" / "01-container-made-public.json").read_text())
+    event = items[0] if isinstance(items, list) else items
+    lines = [json.dumps({**event, "id": f"00000000-0000-4000-8000-00000000000{i}"}) for i in range(2)]
+    (tmp_path / "capture.ndjson").write_text("\n".join([lines[0], "not json", "", lines[1]]) + "\n")
+    assert main(["replay", str(tmp_path), "--format", "json"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    results, summary = [json.loads(line) for line in out[:-1]], json.loads(out[-1])
+    assert [r["status"] for r in results] == ["dry-run", "rejected", "dry-run"]
+    assert "not valid JSON" in results[1]["error"]
+    assert summary["events"] == 3
+    assert summary["calls"]["write"] == 0
