@@ -323,10 +323,12 @@ def _classify_and_execute(
         state_before=state_before,
         owners=owners_of(facts),
     )
-    return _execute(plan, rt, dry_run=dry_run)
+    return _execute(plan, rt, dry_run=dry_run, foldable=signal.kind in FOLDABLE)
 
 
-def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
+def _execute(plan: Plan, rt: Runtime, *, dry_run: bool, foldable: bool = False) -> dict[str, Any]:
+    """Run the plan, record the outcome, follow up. `foldable`: the plan was made from the signal
+    itself (not rebuilt from the ledger), so a storm of the same change may be folded into it."""
     from responders import followup
 
     evidence_before = followup.start_evidence(plan, rt)
@@ -334,7 +336,7 @@ def _execute(plan: Plan, rt: Runtime, *, dry_run: bool) -> dict[str, Any]:
     outcomes = rt.executor.run(plan, dry_run=dry_run) if plan.verdict.leak else []
     status = incident_status(plan, outcomes, dry_run)
     rt.ledger.set_incident_status(plan.incident, status, rt.clock())
-    if status == "contained" and plan.signal.kind in FOLDABLE:
+    if foldable and status == "contained":
         rt.ledger.remember_contained(shape_key(plan.signal), plan, acted_from)
     log.info(
         "incident %s source=%s kind=%s leak=%s status=%s actions=%d",
