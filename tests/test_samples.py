@@ -13,7 +13,7 @@ import pytest
 
 from responders.cli import count_calls, iter_event_files, main, write_replay
 from responders.replay import Replayer
-from tests.harness import SAMPLES
+from tests.harness import SAMPLES, sample
 
 
 def expected(name: str) -> dict:
@@ -199,8 +199,7 @@ def test_offline_cannot_execute(capsys) -> None:
 
 
 def test_offline_replay_of_a_large_capture_streams_with_a_progress_bar(tmp_path: Path, capsys) -> None:
-    items = json.loads((SAMPLES / "events" / "03-listkeys-by-app.json").read_text())
-    event = items[0] if isinstance(items, list) else items
+    event = sample("03-listkeys-by-app.json")[0]
     capture = []
     for i in range(2500):
         copy = json.loads(json.dumps(event))
@@ -227,8 +226,7 @@ def test_offline_replay_of_a_large_capture_streams_with_a_progress_bar(tmp_path:
 
 
 def test_live_replay_reads_line_captures_too(tmp_path: Path, capsys) -> None:
-    items = json.loads((SAMPLES / "events" / "01-container-made-public.json").read_text())
-    event = items[0] if isinstance(items, list) else items
+    event = sample("01-container-made-public.json")[0]
     lines = [json.dumps({**event, "id": f"00000000-0000-4000-8000-00000000000{i}"}) for i in range(2)]
     (tmp_path / "capture.ndjson").write_text("\n".join([lines[0], "not json", "", lines[1]]) + "\n")
     assert main(["replay", str(tmp_path), "--format", "json"]) == 0
