@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     # a SIGTERM (timeout, CI cancel) unwinds like Ctrl-C, so Azurite and the simulator are stopped
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.sim_nodelay:
-        from responders.simulator import transport
+        from rehearsal.simulator import transport
 
         transport._Handler.disable_nagle_algorithm = True
     chosen = [k for k in ORDER if k in {x.strip() for x in args.only.split(",")}]

@@ -142,7 +142,7 @@ class OutcomeClock:
 @contextmanager
 def simulator(cert_dir: Path) -> Iterator[Any]:
     """A fresh simulated tenant from samples/tenant.json; the CA in cert_dir is made once and reused."""
-    from responders.simulator import Simulator
+    from rehearsal.simulator import Simulator
 
     sim = Simulator(tenant(), cert_dir=cert_dir).start()
     try:
@@ -153,7 +153,7 @@ def simulator(cert_dir: Path) -> Iterator[Any]:
 
 @contextmanager
 def azurite() -> Iterator[Any]:
-    from responders.standins import Azurite
+    from rehearsal.standins import Azurite
 
     server = Azurite().start()
     try:
@@ -169,10 +169,10 @@ def pipeline(
     """Point the environment at `sim` and a fresh ledger table, install a Runtime (with an executor of
     `workers` threads when given) as the process runtime, and undo it all afterwards. `evidence`
     False leaves the Log Analytics workspace unset, which turns the evidence follow-up off."""
+    from rehearsal.standins import local_env
     from responders.execute import Executor
     from responders.service import Runtime, set_runtime
     from responders.settings import Settings
-    from responders.standins import local_env
 
     snap = tenant()
     extra = {

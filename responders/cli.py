@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from responders.standins import ROOT
+ROOT = Path(__file__).resolve().parent.parent
 
 WRITE_METHODS = ("PUT", "PATCH", "POST", "DELETE")
 READ_POSTS = ("/query", "/alerts", "/entities")
@@ -279,7 +279,7 @@ def _write_results(
 
 
 def cmd_simulator(args: argparse.Namespace, out: TextIO) -> int:
-    from responders.simulator.server import main as sim_main
+    from rehearsal.simulator.server import main as sim_main
 
     argv = ["--tenant", args.tenant, "--host", args.host, "--port", str(args.port)]
     if args.cert_dir:

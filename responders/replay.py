@@ -10,13 +10,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import azure.functions as func
 
 from responders.core.model import BadInput
 from responders.core.parse import detect_schema, incident_key, parse_item
-from responders.standins import ROOT, StandIns, start_standins
+
+if TYPE_CHECKING:
+    from rehearsal.standins import StandIns
+
+ROOT = Path(__file__).resolve().parent.parent
 
 REDELIVERIES = 3
 
@@ -78,6 +82,7 @@ class Replayer:
         if target:
             yield cls(None, target)
             return
+        from rehearsal.standins import start_standins
         from responders.service import Runtime, set_runtime
         from responders.settings import Settings
 

@@ -17,11 +17,11 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from rehearsal.simulator import Simulator
+from rehearsal.standins import Azurite, local_env
 from responders.replay import _functions, http_request, to_eventgrid_event
 from responders.service import Runtime, set_runtime
 from responders.settings import Settings, is_loopback_url
-from responders.simulator import Simulator
-from responders.standins import Azurite, local_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

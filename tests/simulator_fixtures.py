@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import requests
 
-from responders.simulator import Simulator
+from rehearsal.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "azure-examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "azure"
 SUB = "11111111-2222-4333-8444-555555555555"
 RG = "rg-test"
 ARM_ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts"

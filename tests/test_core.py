@@ -15,7 +15,7 @@ from responders.core.plan import plan
 from responders.core.policy import Policy
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT.parent / "shared" / "azure-examples"
+EXAMPLES = ROOT / "tests" / "data" / "azure"
 SUB = "7d1f3c2a-5b9e-4c1d-9a8e-3f2b1c0d4e5a"
 ACCOUNT = (
     f"/subscriptions/{SUB}/resourcegroups/rg-synth-prod/providers/microsoft.storage/storageaccounts/stsynth01"

@@ -1,7 +1,7 @@
 """Deployment as code: the custom role grants exactly what the code calls, and the wiring matches.
 
 The role check is the point of this file. Every `<expr>.storage_accounts.<method>` and
-`<expr>.blob_containers.<method>` in responders/ (the simulator excepted) is mapped to the ARM
+`<expr>.blob_containers.<method>` in responders/ is mapped to the ARM
 action it needs; the "Synthetic Leak Responder" role in infra/ must list exactly those actions.
 Adding an SDK call without updating the role (or the other way round) fails here, and a method
 name missing from SDK_ACTIONS fails too, so nobody adds an operation without deciding its action.
@@ -22,7 +22,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 SOURCE = ROOT / "responders"
-EXCLUDED = SOURCE / "simulator"
 
 SA = "Microsoft.Storage/storageAccounts"
 CONTAINERS = f"{SA}/blobServices/containers"
@@ -224,11 +223,11 @@ def lower(items: set[str] | list[str]) -> dict[str, str]:
 
 
 def test_custom_role_grants_exactly_what_the_code_calls() -> None:
-    uses, problems = find_sdk_uses(SOURCE, (EXCLUDED,))
+    uses, problems = find_sdk_uses(SOURCE, ())
     assert not problems, "\n".join(problems)
     assert uses, (
         "found no `.storage_accounts.<method>` or `.blob_containers.<method>` call under "
-        "responders/ (simulator excluded): the custom role cannot be checked against the code"
+        "responders/: the custom role cannot be checked against the code"
     )
     used, unknown = actions_for(uses)
     assert not unknown, (

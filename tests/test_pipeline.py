@@ -172,9 +172,9 @@ def test_subscription_validation_and_cloudevents_handshake(make_harness) -> None
     from pathlib import Path
 
     h = make_harness()
-    shared = Path(__file__).resolve().parents[2] / "shared" / "azure-examples"
-    validation = json.loads((shared / "eventgrid_subscription_validation_event_docs.json").read_text())
-    expected = json.loads((shared / "eventgrid_subscription_validation_response_docs.json").read_text())
+    examples = Path(__file__).resolve().parent / "data" / "azure"
+    validation = json.loads((examples / "eventgrid_subscription_validation_event_docs.json").read_text())
+    expected = json.loads((examples / "eventgrid_subscription_validation_response_docs.json").read_text())
     status, body, _ = h.http("alerts", validation, {"aeg-event-type": "SubscriptionValidation"})
     assert (status, body) == (200, expected)
     status, _, response = h.http(

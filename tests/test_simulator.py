@@ -18,8 +18,8 @@ import httpx
 import pytest
 import requests
 
-from responders.simulator import Simulator
-from responders.simulator.kql import KqlError, run_query
+from rehearsal.simulator import Simulator
+from rehearsal.simulator.kql import KqlError, run_query
 from tests import simulator_fixtures
 from tests.simulator_fixtures import (
     ARM_ACCOUNT,
@@ -654,7 +654,7 @@ def test_cli_prints_url_and_serves_until_sigterm(tmp_path: Any) -> None:
         [
             sys.executable,
             "-m",
-            "responders.simulator",
+            "rehearsal.simulator",
             "--tenant",
             str(tenant_file),
             "--port",

@@ -1,5 +1,5 @@
 """Local HTTPS stand-in for managed identity, ARM (Storage, Sentinel), Graph and Log Analytics."""
 
-from responders.simulator.server import Simulator, main
+from rehearsal.simulator.server import Simulator, main
 
 __all__ = ["Simulator", "main"]

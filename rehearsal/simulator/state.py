@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from responders.simulator.timefmt import arm_time
+from rehearsal.simulator.timefmt import arm_time
 from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
 
 DEFAULT_CREATION_TIME = "2026-01-05T09:00:00.0000000Z"

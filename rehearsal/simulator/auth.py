@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from responders.simulator.routing import ARM, GRAPH, LOGS, Call, Reply, error
+from rehearsal.simulator.routing import ARM, GRAPH, LOGS, Call, Reply, error
 
 TOKEN_LIFETIME_S = 3600
 AUDIENCES = {

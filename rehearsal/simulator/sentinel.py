@@ -7,8 +7,8 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from responders.simulator.routing import ARM, Call, Context, Reply, Route, error, route
-from responders.simulator.state import NO_OWNER
+from rehearsal.simulator.routing import ARM, Call, Context, Reply, Route, error, route
+from rehearsal.simulator.state import NO_OWNER
 
 WORKSPACE = (
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers"

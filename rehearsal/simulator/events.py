@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from responders.simulator.routing import Call
-from responders.simulator.timefmt import arm_time
+from rehearsal.simulator.routing import Call
+from rehearsal.simulator.timefmt import arm_time
 
 WRITE = "Microsoft.Resources.ResourceWriteSuccess"
 ACTION = "Microsoft.Resources.ResourceActionSuccess"

@@ -17,15 +17,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from rehearsal.simulator.auth import TokenStore
+from rehearsal.simulator.dispatch import Dispatcher
+from rehearsal.simulator.events import EventLog
+from rehearsal.simulator.faults import FaultPlan
+from rehearsal.simulator.routing import Context
+from rehearsal.simulator.state import TenantState
+from rehearsal.simulator.tls import CA_FILE, load_or_create_ca, server_context
+from rehearsal.simulator.transport import HttpsServer
 from responders.settings import is_loopback_url
-from responders.simulator.auth import TokenStore
-from responders.simulator.dispatch import Dispatcher
-from responders.simulator.events import EventLog
-from responders.simulator.faults import FaultPlan
-from responders.simulator.routing import Context
-from responders.simulator.state import TenantState
-from responders.simulator.tls import CA_FILE, load_or_create_ca, server_context
-from responders.simulator.transport import HttpsServer
 
 
 def _is_loopback(host: str) -> bool:

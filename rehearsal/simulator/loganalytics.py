@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from responders.simulator.kql import KqlError, run_query, to_response
-from responders.simulator.routing import LOGS, Call, Context, Reply, Route, error, route
-from responders.simulator.timefmt import parse_interval
+from rehearsal.simulator.kql import KqlError, run_query, to_response
+from rehearsal.simulator.routing import LOGS, Call, Context, Reply, Route, error, route
+from rehearsal.simulator.timefmt import parse_interval
 
 
 def _bad_argument(message: str, inner_code: str, inner_message: str) -> Reply:

@@ -156,7 +156,7 @@ def start_standins(
     tenant_path: Path | None = None, extra_env: Mapping[str, str] | None = None, seed: int = 0
 ) -> StandIns:
     """Start the simulated tenant and Azurite, and compute the environment for them."""
-    from responders.simulator import Simulator
+    from rehearsal.simulator import Simulator
 
     tenant = json.loads((tenant_path or ROOT / "samples" / "tenant.json").read_text(encoding="utf-8"))
     simulator = Simulator(tenant, seed=seed).start()

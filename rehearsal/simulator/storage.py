@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from responders.simulator.routing import ARM, Call, Context, Reply, Route, error, route
-from responders.simulator.state import new_etag
+from rehearsal.simulator.routing import ARM, Call, Context, Reply, Route, error, route
+from rehearsal.simulator.state import new_etag
 
 ACCOUNT = (
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"

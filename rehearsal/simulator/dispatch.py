@@ -7,11 +7,11 @@ import logging
 import threading
 from typing import Any
 
-from responders.simulator import graph, loganalytics, sentinel, storage
-from responders.simulator.auth import TokenStore, authenticate, issue_msi_token
-from responders.simulator.events import EventLog
-from responders.simulator.faults import Fault, FaultPlan
-from responders.simulator.routing import (
+from rehearsal.simulator import graph, loganalytics, sentinel, storage
+from rehearsal.simulator.auth import TokenStore, authenticate, issue_msi_token
+from rehearsal.simulator.events import EventLog
+from rehearsal.simulator.faults import Fault, FaultPlan
+from rehearsal.simulator.routing import (
     GRAPH,
     LOGS,
     MSI,
@@ -24,7 +24,7 @@ from responders.simulator.routing import (
     fault_error,
     route,
 )
-from responders.simulator.state import TenantState
+from rehearsal.simulator.state import TenantState
 
 logger = logging.getLogger(__name__)
 _BAD_JSON = {GRAPH: "BadRequest", LOGS: "BadArgumentError", MSI: "BadRequest"}

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from responders.simulator.auth import Principal
-    from responders.simulator.events import EventLog
-    from responders.simulator.state import TenantState
+    from rehearsal.simulator.auth import Principal
+    from rehearsal.simulator.events import EventLog
+    from rehearsal.simulator.state import TenantState
 
 ARM, GRAPH, LOGS, MSI = "arm", "graph", "logs", "msi"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from responders.simulator.routing import GRAPH, Call, Context, Reply, Route, error, route
+from rehearsal.simulator.routing import GRAPH, Call, Context, Reply, Route, error, route
 
 BY_ID = r"/v1\.0/servicePrincipals/(?P<key>[^/()]+)"
 BY_APP_ID = r"/v1\.0/servicePrincipals\(appId='(?P<key>[^']+)'\)"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from responders.simulator.timefmt import parse_time
+from rehearsal.simulator.timefmt import parse_time
 
 Row = dict[str, Any]
 Predicate = Callable[[Row], bool]

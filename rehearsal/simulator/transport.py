@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from responders.simulator.dispatch import Dispatcher, fault_reply
-from responders.simulator.routing import Reply, api_of, error
+from rehearsal.simulator.dispatch import Dispatcher, fault_reply
+from rehearsal.simulator.routing import Reply, api_of, error
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 HANDSHAKE_TIMEOUT_S = 10
