@@ -9,7 +9,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)
 
-.PHONY: setup demo test lint bench infra-check clean
+.PHONY: setup demo test lint bench infra-check package clean
 
 setup: $(STAMP) $(AZURITE)
 
@@ -44,6 +44,10 @@ infra-check: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov -d infra --framework bicep --quiet --compact --skip-download \
 		-o cli -o json --output-file-path console,.run/checkov.json
 	$(CHECKOV_VENV)/bin/python infra/checkov_gate.py .run/checkov.json
+
+# The Function app zip exactly as `azd deploy` builds it (honouring .funcignore); standard library only.
+package:
+	$(PY) infra/package.py --out .run/package.zip
 
 bench: setup
 	$(BIN)/python -m bench
