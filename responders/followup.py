@@ -10,6 +10,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from responders.core.arm import IncidentRef, parse_incident_id
 from responders.core.timeutil import parse_time
 from responders.execute import TransientFailure, describe, is_transient
 
@@ -96,10 +97,31 @@ def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None, remain
     return "\n".join(lines)
 
 
+def incident_to_write(incident_id: str, rt: Runtime) -> tuple[IncidentRef | None, str]:
+    """The incident to comment on, only when it is a valid incident id inside the configured Sentinel
+    workspace; otherwise None and the reason (the id came from a body: it must not pick the target)."""
+    ref = parse_incident_id(incident_id)
+    if ref is None:
+        return None, "the incident id is not a Sentinel incident ARM id"
+    workspace = rt.settings.sentinel_workspace
+    if workspace is None:
+        return None, "RESPONDER_SENTINEL_WORKSPACE_ID is not set, so no workspace may be written to"
+    if not ref.workspace.same_as(workspace):
+        return None, (
+            f"the incident is in workspace {ref.workspace.arm_id}, not the configured "
+            "RESPONDER_SENTINEL_WORKSPACE_ID"
+        )
+    return IncidentRef(workspace, ref.name), ""  # the configured workspace, the body's validated name
+
+
 def write_back(plan: Plan, rt: Runtime, result: dict[str, Any], evidence: dict[str, Any] | None) -> None:
     """Comment (deterministic id) and labels on the Sentinel incident the signal came from."""
-    incident_arm_id = plan.signal.incident_id
-    if not incident_arm_id:
+    if not plan.signal.incident_id:
+        return
+    incident_ref, refusal = incident_to_write(plan.signal.incident_id, rt)
+    if incident_ref is None:
+        log.warning("incident %s: no Sentinel write-back: %s", plan.incident, refusal)
+        rt.ledger.set_incident_status(plan.incident, None, rt.clock(), CommentStatus=f"refused: {refusal}")
         return
     # the same list the evidence pack gives an auditor, built from the ledger the outcome is in
     from datetime import UTC, datetime
@@ -118,12 +140,12 @@ def write_back(plan: Plan, rt: Runtime, result: dict[str, Any], evidence: dict[s
     remaining = [str(r) for r in pack.get("remaining_for_humans", [])]
     try:
         cid = sentinel.write_comment(
-            rt.clients, incident_arm_id, plan.incident, comment_text(result, evidence, remaining)
+            rt.clients, incident_ref, plan.incident, comment_text(result, evidence, remaining)
         )
         wanted = ("synthetic-data-leak",) if result["verdict"]["leak"] else ()
         if result["status"] == "contained":
             wanted += ("contained-by-responder",)
-        labels = sentinel.add_labels(rt.clients, incident_arm_id, wanted) if wanted else []
+        labels = sentinel.add_labels(rt.clients, incident_ref, wanted) if wanted else []
         rt.ledger.set_incident_status(
             plan.incident,
             result["status"],

@@ -5,14 +5,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from responders.core.arm import GUID, WorkspaceRef, parse_workspace_id
 from responders.core.model import BadInput
 from responders.core.policy import Policy
 
+_GUID = re.compile(GUID)
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
 
 
@@ -77,6 +80,11 @@ class Settings:
     max_body_bytes: int = 1_048_576
     playbook_callers: tuple[str, ...] = ()
 
+    @property
+    def sentinel_workspace(self) -> WorkspaceRef | None:
+        """The one Sentinel workspace comments and labels may go to (None: write-back is off)."""
+        return parse_workspace_id(self.sentinel_workspace_id)
+
     def __repr__(self) -> str:
         return f"Settings(dry_run={self.dry_run}, local={self.local}, arm={self.arm_endpoint})"
 
@@ -137,6 +145,14 @@ class Settings:
             identity = os.environ.get("IDENTITY_ENDPOINT", "")
             if identity and not is_loopback_url(identity):
                 raise ConfigError("IDENTITY_ENDPOINT must be a loopback address when RESPONDER_LOCAL is set")
+        if self.sentinel_workspace_id and self.sentinel_workspace is None:
+            raise ConfigError(
+                "RESPONDER_SENTINEL_WORKSPACE_ID must be the ARM id of a Log Analytics workspace: "
+                "/subscriptions/{guid}/resourceGroups/{name}/providers/Microsoft.OperationalInsights/"
+                "workspaces/{name}"
+            )
+        if self.log_analytics_workspace_id and not _GUID.fullmatch(self.log_analytics_workspace_id):
+            raise ConfigError("RESPONDER_LOG_ANALYTICS_WORKSPACE_ID must be the workspace (customer) GUID")
         if not self.ledger_endpoint and not self.ledger_connection_string:
             raise ConfigError(
                 "set RESPONDER_LEDGER_ENDPOINT (Azure) or RESPONDER_LEDGER_CONNECTION_STRING (local)"

@@ -10,7 +10,7 @@ import pytest
 from responders.core.arm import parse_storage_id
 from responders.core.classify import classify
 from responders.core.model import AccountFacts, BadInput, ContainerFacts, Facts, PrincipalFacts, SignalKind
-from responders.core.parse import detect_schema, incident_key, parse_body, parse_item
+from responders.core.parse import detect_schema, incident_key, is_guid, parse_body, parse_item
 from responders.core.plan import plan
 from responders.core.policy import Policy
 
@@ -79,7 +79,6 @@ def synthetic_account(
         "eventgrid_resource_action_success_listkeys_eventhub_eventgridschema_docs.json",
         "eventgrid_resource_delete_success_storage_account_eventgridschema_docs.json",
         "eventgrid_blob_deleted_eventgridschema_docs.json",
-        "eventgrid_deadletter_blob_created_eventgridschema_docs.json",
         "azure_monitor_common_alert_schema_metric_sample_docs.json",
         "azure_monitor_common_alert_schema_activity_log_administrative_test_action_docs.json",
     ],
@@ -91,6 +90,19 @@ def test_microsofts_published_events_parse_without_error(name: str) -> None:
         assert signal.id
         # placeholders such as {subscription-id} are not resources we could ever act on
         assert all(parse_storage_id(a) for a in signal.accounts)
+
+
+def test_a_subscription_id_that_is_not_a_guid_is_refused_with_a_reason() -> None:
+    """The published dead-letter example's subscription is a placeholder of the wrong length: an id
+    part that is not a GUID never reaches a request path; with a real subscription id it parses."""
+    item = example("eventgrid_deadletter_blob_created_eventgridschema_docs.json")
+    assert not is_guid(item["topic"].split("/")[2])
+    with pytest.raises(BadInput, match="names no storage container"):
+        parse_item(item, now=NOW)
+    fixed = dict(item, topic=item["topic"].replace(item["topic"].split("/")[2], SUB))
+    signal = parse_item(fixed, now=NOW)
+    assert signal.source == "dead-letter"
+    assert signal.containers[0][1] == "deadletter"
 
 
 def test_blob_created_eventgrid_schema_names_container_and_blob() -> None:

@@ -23,9 +23,14 @@ MALFORMED = [
     (b'{"eventType": 5, "id": "a", "subject": "s"}', "must be a string"),
     (b'{"specversion": "1.0", "id": "a", "source": "s"}', "type"),
     (
-        b'{"object": {"id": "/x/providers/Microsoft.SecurityInsights/Incidents/1", "properties": '
-        b'{"relatedEntities": 7}}}',
+        b'{"object": {"id": "/subscriptions/7d1f3c2a-5b9e-4c1d-9a8e-3f2b1c0d4e5a/resourceGroups/rg-secops'
+        b"/providers/Microsoft.OperationalInsights/workspaces/law-secops/providers/Microsoft.SecurityInsights"
+        b'/Incidents/1", "properties": {"relatedEntities": 7}}}',
         "entities must be a list",
+    ),
+    (
+        b'{"object": {"id": "/x/providers/Microsoft.SecurityInsights/Incidents/1", "properties": {}}}',
+        "object.id is not a Sentinel incident ARM id",
     ),
     (b'{"schemaId": "azureMonitorCommonAlertSchema", "data": {"essentials": {}}}', "alertId"),
     (b'{"SystemAlertId": "x", "Entities": "[{"}', "not JSON"),

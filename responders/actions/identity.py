@@ -9,11 +9,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from responders.core.model import Action, PrincipalFacts
+from responders.core.parse import guid
 
 if TYPE_CHECKING:
     from responders.clients import Clients
 
 SELECT = ["id", "appId", "displayName", "accountEnabled"]
+
+
+def _checked(value: str) -> str:
+    """Graph request paths are built from GUIDs only (the URL template would carry anything else)."""
+    checked = guid(value)
+    if not checked:
+        raise ValueError("a service principal or application id must be a GUID")
+    return checked
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -31,6 +40,7 @@ def read_principal(clients: Clients, object_id: str) -> PrincipalFacts:
         select=SELECT
     )
     config = RequestConfiguration(query_parameters=params)
+    object_id = _checked(object_id)
     try:
         sp = clients.run_graph(lambda g: g.service_principals.by_service_principal_id(object_id).get(config))
     except Exception as exc:
@@ -47,6 +57,7 @@ def read_principal(clients: Clients, object_id: str) -> PrincipalFacts:
 
 def principals_for_app(clients: Clients, app_id: str) -> list[PrincipalFacts]:
     """Resolve an application (client) id to its service principal in this tenant (alternate key)."""
+    app_id = _checked(app_id)
     try:
         sp = clients.run_graph(lambda g: g.service_principals_with_app_id(app_id).get())
     except Exception as exc:
@@ -55,7 +66,7 @@ def principals_for_app(clients: Clients, app_id: str) -> list[PrincipalFacts]:
         raise
     return [
         PrincipalFacts(
-            object_id=str(sp.id).lower(),
+            object_id=_checked(str(sp.id)),
             app_id=str(sp.app_id or "").lower(),
             display_name=str(sp.display_name or ""),
             account_enabled=sp.account_enabled is not False,
@@ -91,4 +102,5 @@ class DisableServicePrincipal:
         from msgraph.generated.models.service_principal import ServicePrincipal
 
         body = ServicePrincipal(account_enabled=enabled)
+        object_id = _checked(object_id)
         clients.run_graph(lambda g: g.service_principals.by_service_principal_id(object_id).patch(body))

@@ -2,12 +2,16 @@
 
 The comment id is derived from our incident key, so a retry or redelivery rewrites the same comment
 instead of adding a second one. Labels are added with the incident's etag (optimistic concurrency).
+Every request path is rebuilt from an IncidentRef (validated parts), never taken from a string, so the
+bearer token only goes to the configured ARM endpoint.
 """
 
 from __future__ import annotations
 
 import uuid
 from typing import TYPE_CHECKING, Any
+
+from responders.core.arm import IncidentRef
 
 if TYPE_CHECKING:
     from responders.clients import Clients
@@ -24,36 +28,42 @@ def comment_id(incident_key: str) -> str:
 
 
 def _send(
-    clients: Clients, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+    clients: Clients,
+    method: str,
+    incident: IncidentRef,
+    child: str = "",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> Any:
     from azure.core.exceptions import HttpResponseError
     from azure.core.rest import HttpRequest
 
+    if not isinstance(incident, IncidentRef):
+        raise TypeError("Sentinel requests are built from an IncidentRef, never from a string")
     client = clients.arm()
-    request = HttpRequest(
-        method, client.format_url(url), params={"api-version": API_VERSION}, json=body, headers=headers
-    )
+    url = client.format_url(incident.arm_id + child)
+    request = HttpRequest(method, url, params={"api-version": API_VERSION}, json=body, headers=headers)
     response = client.send_request(request)
     if response.status_code >= 400:
         raise HttpResponseError(response=response)
     return response
 
 
-def write_comment(clients: Clients, incident_arm_id: str, incident_key: str, message: str) -> str:
+def write_comment(clients: Clients, incident: IncidentRef, incident_key: str, message: str) -> str:
     """PUT the comment (create or replace); returns the comment id."""
     cid = comment_id(incident_key)
     text = message if len(message) <= MAX_COMMENT else message[: MAX_COMMENT - 20] + "\n...(truncated)"
-    _send(clients, "PUT", f"{incident_arm_id}/comments/{cid}", {"properties": {"message": text}})
+    _send(clients, "PUT", incident, f"/comments/{cid}", {"properties": {"message": text}})
     return cid
 
 
-def add_labels(clients: Clients, incident_arm_id: str, labels: tuple[str, ...] = LABELS) -> list[str]:
+def add_labels(clients: Clients, incident: IncidentRef, labels: tuple[str, ...] = LABELS) -> list[str]:
     """Add labels the incident lacks; retries once on an etag conflict. Returns the labels added."""
     from azure.core.exceptions import HttpResponseError
 
     for attempt in range(2):
-        incident = _send(clients, "GET", incident_arm_id).json()
-        props = incident.get("properties", {})
+        current = _send(clients, "GET", incident).json()
+        props = current.get("properties", {})
         present = {str(label.get("labelName", "")).lower() for label in props.get("labels") or []}
         missing = [label for label in labels if label.lower() not in present]
         if not missing:
@@ -62,9 +72,9 @@ def add_labels(clients: Clients, incident_arm_id: str, labels: tuple[str, ...] =
             *(props.get("labels") or []),
             *({"labelName": m, "labelType": "User"} for m in missing),
         ]
-        body = {"etag": incident.get("etag"), "properties": props}
+        body = {"etag": current.get("etag"), "properties": props}
         try:
-            _send(clients, "PUT", incident_arm_id, body, headers={"If-Match": str(incident.get("etag", "*"))})
+            _send(clients, "PUT", incident, "", body, headers={"If-Match": str(current.get("etag", "*"))})
             return missing
         except HttpResponseError as exc:
             if exc.status_code != 412 or attempt == 1:
@@ -72,5 +82,5 @@ def add_labels(clients: Clients, incident_arm_id: str, labels: tuple[str, ...] =
     return []
 
 
-def comments(clients: Clients, incident_arm_id: str) -> list[dict[str, Any]]:
-    return list(_send(clients, "GET", f"{incident_arm_id}/comments").json().get("value", []))
+def comments(clients: Clients, incident: IncidentRef) -> list[dict[str, Any]]:
+    return list(_send(clients, "GET", incident, "/comments").json().get("value", []))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from responders.core.arm import StorageRef, parse_storage_id
+from responders.core.arm import StorageRef, is_container_name, parse_storage_id
 from responders.core.model import AccountFacts, Action, ContainerFacts
 from responders.core.timeutil import is_after
 
@@ -23,6 +23,14 @@ def _ref(resource_id: str) -> StorageRef:
     if ref is None:
         raise ValueError(f"not a storage account id: {resource_id}")
     return ref
+
+
+def _container(action: Action) -> str:
+    """The container an action names, checked again: it goes into the request path."""
+    name = action.params.get("container", "")
+    if not is_container_name(name):
+        raise ValueError(f"not a container name: {name!r}")
+    return name
 
 
 def _client(clients: Clients, ref: StorageRef) -> StorageManagementClient:
@@ -100,7 +108,7 @@ class MakeContainerPrivate:
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         ref = _ref(action.target)
-        container = action.params["container"]
+        container = _container(action)
         item = _client(clients, ref).blob_containers.get(ref.resource_group, ref.account, container).as_dict()
         return {
             "container": container,
@@ -115,7 +123,7 @@ class MakeContainerPrivate:
         _client(clients, ref).blob_containers.update(
             ref.resource_group,
             ref.account,
-            action.params["container"],
+            _container(action),
             {"properties": {"publicAccess": "None"}},
         )
 
@@ -124,7 +132,7 @@ class MakeContainerPrivate:
         _client(clients, ref).blob_containers.update(
             ref.resource_group,
             ref.account,
-            action.params["container"],
+            _container(action),
             {"properties": {"publicAccess": before.get("publicAccess", "None")}},
         )
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from responders.core.arm import parse_storage_id
+from responders.core.arm import parse_incident_id, parse_storage_id
 from responders.core.model import BadInput, Caller, Signal, SignalKind
 
 MAX_ID = 256
@@ -48,7 +48,7 @@ def decode_json(raw: bytes | bytearray | str) -> Any:
 
 
 def is_guid(value: object) -> bool:
-    return isinstance(value, str) and bool(_GUID.match(value))
+    return isinstance(value, str) and bool(_GUID.fullmatch(value))
 
 
 def guid(value: object) -> str:
@@ -58,7 +58,7 @@ def guid(value: object) -> str:
 
 @lru_cache(maxsize=4096)  # the same few principals act over and over
 def _lower_guid(value: str) -> str:
-    return value.lower() if _GUID.match(value) else ""
+    return value.lower() if _GUID.fullmatch(value) else ""
 
 
 def _text(obj: Mapping[str, Any], key: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
@@ -85,6 +85,24 @@ def _mapping(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise BadInput(f"field {key!r} must be an object")
     return value
+
+
+INCIDENT_ID_FORM = (
+    "/subscriptions/{guid}/resourceGroups/{name}/providers/Microsoft.OperationalInsights/workspaces/{name}"
+    "/providers/Microsoft.SecurityInsights/incidents/{name}"
+)
+
+
+def _incident_arm_id(value: str, field: str) -> str:
+    """The Sentinel incident id rebuilt from its validated parts; a URL, a protocol-relative or dotted
+    path, an escape or anything else is refused (the write-back would send our token to it)."""
+    ref = parse_incident_id(value)
+    if ref is None:
+        raise BadInput(
+            f"{field} is not a Sentinel incident ARM id of the form {INCIDENT_ID_FORM} "
+            "(URLs, hosts, '..' and escapes are refused)"
+        )
+    return ref.arm_id
 
 
 def incident_key(source_id: str) -> str:
@@ -322,7 +340,7 @@ def _targets(entities: Iterable[Mapping[str, Any]], accounts: Iterable[str] = ()
 def parse_sentinel_incident(item: Mapping[str, Any]) -> Signal:
     """Sentinel incident trigger body: `object` is the incident with related entities and alerts."""
     obj = _mapping(item, "object")
-    incident_id = _text(obj, "id", required=True, limit=1024)
+    incident_id = _incident_arm_id(_text(obj, "id", required=True, limit=1024), "object.id")
     props = _mapping(obj, "properties")
     entities = _entities(props.get("relatedEntities"))
     for alert in props.get("alerts") or []:
@@ -361,7 +379,9 @@ def parse_sentinel_alert(item: Mapping[str, Any]) -> Signal:
             ref = parse_storage_id(str(ext.get(key, "")))
             if ref:
                 extra.append(ref.account_key)
-    incident = _text(item, "IncidentArmId", limit=1024) or _text(item, "incidentArmId", limit=1024)
+    field = "IncidentArmId" if "IncidentArmId" in item else "incidentArmId"
+    incident = _text(item, field, limit=1024)
+    incident = _incident_arm_id(incident, field) if incident else ""
     return Signal(
         id=alert_id.lower(),
         source="sentinel-alert",

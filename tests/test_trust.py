@@ -1,0 +1,150 @@
+"""Trust boundaries: a body never chooses where a token goes, who the caller is, or what a write-up says."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rehearsal.simulator.tls import load_or_create_ca, server_context
+from tests.harness import SUB, sample
+
+WORKSPACE = (
+    f"/subscriptions/{SUB}/resourceGroups/rg-secops/providers/Microsoft.OperationalInsights/workspaces/law-secops"
+)
+INCIDENTS = WORKSPACE + "/providers/Microsoft.SecurityInsights/incidents/"
+INCIDENT = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+
+
+class _Capture(BaseHTTPRequestHandler):
+    """Records every request; answers 200 with an empty incident so a client would carry on."""
+
+    seen: list[dict[str, Any]]
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.seen.append(
+            {
+                "method": self.command,
+                "path": self.path,
+                "authorization": self.headers.get("Authorization", ""),
+                "body": self.rfile.read(length).decode("utf-8", "replace") if length else "",
+            }
+        )
+        body = json.dumps({"etag": "1", "properties": {"labels": []}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _record
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextmanager
+def capturing_server(cert_dir: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """An HTTPS server on loopback with a certificate of the simulator's test CA, so the SDK would
+    trust it and hand it a bearer token; yields its host:port and the requests it saw."""
+    seen: list[dict[str, Any]] = []
+    handler = type("Capture", (_Capture,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = server_context(load_or_create_ca(cert_dir), ("127.0.0.1", "localhost"))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _sentinel_writes(h: Any) -> list[dict[str, Any]]:
+    return [r for r in h.sim.requests() if "securityinsights" in r["path"].lower()]
+
+
+def _hostile_ids(host: str) -> list[str]:
+    guid = "e5f6a7b8-c9d0-4e1f-8a2b-3c4d5e6f7a81"
+    return [
+        f"https://{host}{INCIDENTS}{guid}",
+        f"//{host}{INCIDENTS}{guid}",
+        f"https://{host}/providers/Microsoft.SecurityInsights/incidents/{guid}",
+        f"{INCIDENTS}../../../../../../../resourceGroups/rg-synth-prod/providers/Microsoft.SecurityInsights/incidents/{guid}",
+        f"{WORKSPACE}/../law-other/providers/Microsoft.SecurityInsights/incidents/{guid}",
+        f"{INCIDENTS}%2e%2e%2f%2e%2e%2f{guid}",
+        f"{INCIDENTS}{guid}?x=https://{host}/",
+        f"{INCIDENTS}{guid}\n",
+    ]
+
+
+def test_no_token_goes_to_a_host_named_by_a_sentinel_body(make_harness) -> None:
+    h = make_harness()
+    with capturing_server(h.sim.cert_dir) as (host, seen):
+        for hostile in _hostile_ids(host):
+            incident = copy.deepcopy(sample("06-sentinel-incident.json"))
+            incident["object"]["id"] = hostile
+            alert = copy.deepcopy(sample("16-sentinel-alert-sas-reads.json"))
+            alert["IncidentArmId"] = hostile
+            for body in (incident, alert):
+                status, answer, _ = h.http("alerts", body)
+                assert status == 400, (hostile, answer)
+                assert "Sentinel incident" in answer["error"], answer
+                rejected = h.rt.clients.table().get_entity("rejected", answer["rejected"])
+                assert rejected["Reason"] == answer["error"]
+    assert seen == [], "a body's incident id made the responder call a host of its choosing"
+    assert _sentinel_writes(h) == []
+    assert h.writes() == [], "a body with a forged incident id changes nothing"
+
+
+def test_an_incident_in_another_workspace_is_contained_but_not_written_back(make_harness) -> None:
+    h = make_harness()
+    other = INCIDENTS.replace("law-secops", "law-elsewhere") + INCIDENT
+    incident = copy.deepcopy(sample("06-sentinel-incident.json"))
+    incident["object"]["id"] = other
+    status, answer, _ = h.http("alerts", incident)
+    assert status == 200, answer
+    [result] = answer["results"]
+    assert result["status"] == "contained"
+    assert _sentinel_writes(h) == [], "no comment or label goes to a workspace the responder was not given"
+    row = h.rt.ledger.incident(result["incident"])
+    assert row["CommentStatus"].startswith("refused:"), row["CommentStatus"]
+    assert "RESPONDER_SENTINEL_WORKSPACE_ID" in row["CommentStatus"]
+
+
+def test_the_write_back_goes_to_the_rebuilt_incident_id(make_harness) -> None:
+    h = make_harness()
+    incident = copy.deepcopy(sample("06-sentinel-incident.json"))
+    # the case Sentinel happens to send is not what the request is built from
+    incident["object"]["id"] = INCIDENTS.upper().replace("/SUBSCRIPTIONS/", "/subscriptions/") + INCIDENT
+    status, answer, _ = h.http("alerts", incident)
+    assert status == 200, answer
+    paths = {r["path"].split("?")[0] for r in _sentinel_writes(h)}
+    assert paths, "the comment was written"
+    assert all(p.startswith(INCIDENTS + INCIDENT) for p in paths), paths
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "/subscriptions/not-a-guid/resourceGroups/rg-synth-prod/providers/Microsoft.Storage/storageAccounts/stsynthsas03",
+        f"/subscriptions/{SUB}/resourceGroups/../providers/Microsoft.Storage/storageAccounts/stsynthsas03",
+        f"/subscriptions/{SUB}/resourceGroups/rg%2f..%2fx/providers/Microsoft.Storage/storageAccounts/stsynthsas03",
+        f"https://127.0.0.1:1/subscriptions/{SUB}/resourceGroups/rg-synth-prod/providers/Microsoft.Storage/storageAccounts/stsynthsas03",
+    ],
+)
+def test_storage_ids_from_input_are_validated_part_by_part(make_harness, resource: str) -> None:
+    h = make_harness()
+    status, answer, _ = h.http("playbook", {"resourceId": resource, "execute": True})
+    assert status == 400, answer
+    assert h.sim.requests() == [] or all(r["path"].startswith("/msi/") for r in h.sim.requests())
