@@ -3,10 +3,13 @@ concurrently; an action waits only for the actions it names in `after`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,14 +21,21 @@ from responders.ledger import Ledger
 
 log = logging.getLogger("responders.execute")
 TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
+# Azure's answer to a write that overlaps another exclusive write on the same storage account
+ACCOUNT_BUSY = "StorageAccountOperationInProgress"
 
 
 class TransientFailure(RuntimeError):
     """A step failed in a way a redelivery can fix; raised after the ledger holds the failure."""
 
 
+class AccountBusy(RuntimeError):
+    """Another writer held the storage account longer than a step waits; a redelivery tries again."""
+
+
 def is_transient(exc: BaseException) -> bool:
-    """429, 5xx and broken connections are worth a redelivery; 400/401/403/404 are not."""
+    """429, 5xx, broken connections and a storage account busy with another write (409
+    StorageAccountOperationInProgress) are worth a retry; 400/401/403/404 and other 409s are not."""
     from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
     if isinstance(exc, (ServiceRequestError, ServiceResponseError, ConnectionError, TimeoutError)):
@@ -33,9 +43,21 @@ def is_transient(exc: BaseException) -> bool:
     status = getattr(exc, "status_code", None) or getattr(exc, "response_status_code", None)
     if isinstance(exc, HttpResponseError) and status is None:
         return True
+    if status is not None and int(status) == 409:
+        return _error_code(exc) == ACCOUNT_BUSY
     if status is not None:
         return int(status) in TRANSIENT_STATUS
     return type(exc).__module__.startswith("httpx")
+
+
+def _error_code(exc: BaseException) -> str:
+    """The service's error code: azure-core's parsed ARM error, else the "(Code) message" prefix."""
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    if code:
+        return str(code)
+    text = str(getattr(exc, "message", "") or exc)
+    return text[1 : text.index(")")] if text.startswith("(") and ")" in text else ""
 
 
 def describe(exc: BaseException) -> str:
@@ -65,6 +87,9 @@ class Executor:
         self.attempts = attempts
         self.backoff = backoff
         self.claim_wait = claim_wait
+        self.instance = uuid.uuid4().hex  # this instance's name on the accounts' write leases
+        self._accounts: dict[str, threading.Lock] = {}
+        self._accounts_lock = threading.Lock()
 
     def run(self, plan: Plan, *, dry_run: bool) -> list[Outcome]:
         if dry_run:
@@ -145,8 +170,9 @@ class Executor:
                         acted_at=self.clock(),
                         verified_at=self.clock(),
                     )
-                acted_at = self.clock()
-                handler.apply(self.clients, action)
+                with self._account_write(handler, action):
+                    acted_at = self.clock()
+                    handler.apply(self.clients, action)
                 after = {**handler.read(self.clients, action), "actedAt": acted_at}
                 verified = handler.done(after, action, since)
                 return Outcome(
@@ -158,6 +184,8 @@ class Executor:
                     verified_at=self.clock(),
                     error="" if verified else "state read back does not show the change",
                 )
+            except AccountBusy as exc:
+                return Outcome(action=action, status="retrying", before=before, error=str(exc))
             except Exception as exc:
                 transient = is_transient(exc)
                 log.warning(
@@ -173,6 +201,32 @@ class Executor:
                     return Outcome(action=action, status="retrying", before=before, error=describe(exc))
                 _sleep(self.backoff * attempt * (1 + random.random()))
         raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _account_write(self, handler: Any, action: Action) -> Iterator[None]:
+        """Hold the storage account alone for one write (Azure answers overlapping writes 409):
+        first among this instance's threads, then across instances through the ledger's lease.
+        Other accounts, container writes and Graph calls are not held."""
+        if not getattr(handler, "account_write", False):
+            yield
+            return
+        account = action.target.lower()
+        deadline = time.monotonic() + self.claim_wait
+        with self._accounts_lock:
+            local = self._accounts.setdefault(account, threading.Lock())
+        if not local.acquire(timeout=self.claim_wait):
+            raise AccountBusy("another step of this instance holds the storage account")
+        try:
+            while (etag := self.ledger.hold_account(account, self.instance, self.clock())) is None:
+                if time.monotonic() >= deadline:
+                    raise AccountBusy("another instance holds the storage account's write lease")
+                _sleep(0.05 + random.random() * 0.1)
+            try:
+                yield
+            finally:
+                self.ledger.release_account(account, self.instance, etag, self.clock())
+        finally:
+            local.release()
 
     def _record(self, plan: Plan, action: Action, seq: int, outcome: Outcome) -> Outcome:
         self.ledger.begin(plan, action, seq, self.clock())

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 INCIDENT_ROW = "incident"
 CONTAINED = "contained"  # partition: shape key -> the incident that last contained that change
+ACCOUNT_WRITES = "account-write"  # partition: one write lease per storage account
 TERMINAL = ("contained", "already-contained", "failed", "skipped", "restored")
 LEASE_SECONDS = 120
 MAX_PROP = 30_000
@@ -335,6 +336,59 @@ class Ledger:
         }
         entity.update({"Status": "done", "DoneAt": done_at} if done_at else {"Status": "released"})
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    # one writer per storage account, across instances ---------------------------------------
+    def hold_account(self, account: str, holder: str, now: str) -> str | None:
+        """Take the account's write lease for `holder` (Azure refuses overlapping writes to one
+        account): the row's ETag to release it with, or None while another holder's lease runs."""
+        from azure.core.exceptions import ResourceExistsError
+
+        self._ensure()
+        lease = {
+            "PartitionKey": ACCOUNT_WRITES,
+            "RowKey": hashlib.sha256(account.lower().encode()).hexdigest()[:32],
+            "Target": account,
+            "Holder": holder,
+            "LeaseUntil": _shift(now, LEASE_SECONDS),
+        }
+        try:
+            return str(self.table.create_entity(lease)["etag"])
+        except ResourceExistsError:
+            pass
+        row = self.table.get_entity(ACCOUNT_WRITES, lease["RowKey"])
+        if row.get("Holder") and str(row.get("LeaseUntil", "")) > now and row.get("Holder") != holder:
+            return None
+        return self._replace_if_unchanged(lease, row.metadata["etag"])
+
+    def release_account(self, account: str, holder: str, etag: str, now: str) -> None:
+        """Free the write lease, unless it expired and another holder has taken it since (ETag)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        lease = {
+            "PartitionKey": ACCOUNT_WRITES,
+            "RowKey": hashlib.sha256(account.lower().encode()).hexdigest()[:32],
+            "Target": account,
+            "Holder": "",
+            "LeaseUntil": "",
+            "LastWriter": holder,
+            "LastWriteAt": now,
+        }
+        with contextlib.suppress(ResourceNotFoundError):
+            self._replace_if_unchanged(lease, etag)
+
+    def _replace_if_unchanged(self, entity: dict[str, Any], etag: str) -> str | None:
+        """Replace a row only if nobody wrote it since `etag`: the new ETag, or None when someone did."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        try:
+            written = self.table.update_entity(
+                entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError:
+            return None
+        return str(written["etag"])
 
     # whole documents (evidence rows) -------------------------------------------------------
     def store_document(self, incident: str, name: str, value: Any) -> None:

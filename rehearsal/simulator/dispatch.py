@@ -49,6 +49,8 @@ class Dispatcher:
         self.identity_header = identity_header
         self._log_lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
+        self._busy_lock = threading.Lock()
+        self._busy: set[str] = set()
         self._routes: list[Route] = [
             route("GET", r"/msi/token", self._msi, MSI),
             *storage.ROUTES,
@@ -70,6 +72,23 @@ class Dispatcher:
         return issue_msi_token(
             self.tokens, call, self.identity_header, state.responder_principal_id, state.responder_client_id
         )
+
+    def hold(self, method: str, path: str) -> tuple[str | None, bool]:
+        """Take the account an exclusive write needs: (account or None, False when another write
+        holds it, which Azure answers with 409 StorageAccountOperationInProgress)."""
+        account = storage.exclusive_account(method, path)
+        if account is None:
+            return None, True
+        with self._busy_lock:
+            if account in self._busy:
+                return None, False
+            self._busy.add(account)
+        return account, True
+
+    def release(self, account: str | None) -> None:
+        if account is not None:
+            with self._busy_lock:
+                self._busy.discard(account)
 
     def record(self, entry: dict[str, Any]) -> None:
         with self._log_lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from rehearsal.simulator.routing import ARM, Call, Context, Reply, Route, error, route
@@ -311,6 +312,37 @@ def patch_container(ctx: Context, call: Call) -> Reply:
         resource_id = container_view(account, container)["id"]
         ctx.events.emit(call, resource_id, account["subscriptionId"], f"{OP}/blobServices/containers/write")
         return Reply(200, container_view(account, container))
+
+
+# Writes that need the account to themselves: one overlapping another answers 409 (Azure/ARO-RP#1197,
+# hashicorp/terraform-provider-azurerm#29351). Container writes are not among them in any source found.
+EXCLUSIVE = [
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        "PATCH " + ACCOUNT,
+        "POST " + ACCOUNT + "/regenerateKey",
+        "POST " + ACCOUNT + "/revokeUserDelegationKeys",
+    )
+]
+IN_PROGRESS = (
+    "StorageAccountOperationInProgress",
+    "An operation is currently performing on this storage account that requires exclusive access.",
+)
+
+
+def exclusive_account(method: str, path: str) -> str | None:
+    """The account (lower-case name) a request must hold alone while it runs, or None."""
+    line = f"{method.upper()} {path}"
+    for pattern in EXCLUSIVE:
+        match = pattern.fullmatch(line)
+        if match:
+            return match["account"].lower()
+    return None
+
+
+def operation_in_progress() -> Reply:
+    """What Azure answers a write that overlaps another exclusive write on the same account."""
+    return error(ARM, 409, *IN_PROGRESS)
 
 
 ROUTES: list[Route] = [

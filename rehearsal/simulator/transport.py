@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from rehearsal.simulator import storage
 from rehearsal.simulator.dispatch import Dispatcher, fault_reply
 from rehearsal.simulator.routing import Reply, api_of, error
 
@@ -145,17 +146,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(dispatcher.admin(self.command, path, body))
             return
         latency, fault = dispatcher.faults.decide(self.command, path)
-        if latency:
-            time.sleep(latency)
-        caller = None
-        reply: Reply | None = None  # None: drop the connection
-        if not fault or fault.after:
-            headers = {k: v for k, v in self.headers.items()}
-            reply, caller = dispatcher.api(
-                self.command, path, query, headers, body, bad_json, self.client_address[0]
-            )
-        if fault:
-            reply = fault_reply(fault, api_of(path))
+        # an exclusive account write holds the account from arrival to its answer, latency included
+        held, free = dispatcher.hold(self.command, path)
+        try:
+            if latency:
+                time.sleep(latency)
+            caller = None
+            reply: Reply | None = None  # None: drop the connection
+            if not free:
+                reply = storage.operation_in_progress()
+            elif not fault or fault.after:
+                headers = {k: v for k, v in self.headers.items()}
+                reply, caller = dispatcher.api(
+                    self.command, path, query, headers, body, bad_json, self.client_address[0]
+                )
+            if fault and free:
+                reply = fault_reply(fault, api_of(path))
+        finally:
+            dispatcher.release(held)
         # record before answering, so a client that has its answer always finds the record
         dispatcher.record(
             {
@@ -169,6 +177,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "time": arrived,
                 "body": body,
                 "caller": caller,
+                "answered": time.time(),
+                # error bodies only: a success body can hold keys
+                "error": reply.body if reply is not None and reply.status >= 400 else None,
             }
         )
         if reply is None:

@@ -79,6 +79,7 @@ class DisablePublicAccess:
     """Account allowBlobPublicAccess=false; missing means allowed, so it is always written explicitly."""
 
     kind = "storage.disable_public_access"
+    account_write = True  # Azure runs one such write per account at a time
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         facts = read_account(clients, action.target)
@@ -141,6 +142,7 @@ class RegenerateKey:
     """Regenerate one account key: every SAS signed with it dies. Not reversible."""
 
     kind = "storage.regenerate_key"
+    account_write = True  # Azure runs one such write per account at a time
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         ref = _ref(action.target)
@@ -169,6 +171,7 @@ class RevokeUserDelegationKeys:
     """Revoke user-delegation keys: the only way to kill user-delegation SAS. Not observable by GET."""
 
     kind = "storage.revoke_user_delegation_keys"
+    account_write = True  # Azure runs one such write per account at a time
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         return {"revocation": "not observable through Resource Manager"}
