@@ -145,21 +145,34 @@ class Executor:
             Outcome(action=action, status="skipped", error="an earlier step it depends on did not complete"),
         )
 
-    def _attempts(self, handler: Any, action: Action, since: str) -> Outcome:
-        """Read, act, read back. A transient failure is retried in this delivery after re-reading the
-        state first (so a write that landed before its response was lost is not sent again)."""
-        before: dict[str, Any] = {}
+    def _attempts(
+        self,
+        handler: Any,
+        incident: str,
+        action: Action,
+        since: str,
+        row: dict[str, Any],
+        claim: dict[str, Any],
+    ) -> Outcome:
+        """Read, act, read back: the resource's state decides. The intent (with the state before) is
+        recorded before each write, so a delivery that finds an intent of an earlier one (whose outcome
+        the ledger lost) keeps that before-state and reports the write, not "already contained". A
+        transient failure is retried in this delivery after re-reading the state first (so a write that
+        landed before its response was lost is not sent again)."""
+        sent_at = str(row.get("IntentAt") or "")  # when an earlier delivery sent (or meant to send) it
+        before: dict[str, Any] = dict(row.get("Before") or {}) if sent_at else {}
         for attempt in range(1, self.attempts + 1):
             try:
-                state = handler.read(self.clients, action)
+                state = self._read(handler, action, claim)
                 before = before or state
                 if handler.done(state, action, since):
-                    if attempt == 1:
+                    if not sent_at:
+                        done_at = handler.done_at(state)
                         return Outcome(
                             action=action,
                             status="already-contained",
                             before=state,
-                            after=state,
+                            after={**state, "doneAt": done_at} if done_at else state,
                             verified_at=self.clock(),
                         )
                     return Outcome(
@@ -167,13 +180,15 @@ class Executor:
                         status="contained",
                         before=before,
                         after=state,
-                        acted_at=self.clock(),
+                        acted_at=sent_at,
                         verified_at=self.clock(),
                     )
                 with self._account_write(handler, action):
                     acted_at = self.clock()
+                    self.ledger.update_action(incident, action.key, Before=before, IntentAt=acted_at)
+                    sent_at = acted_at
                     handler.apply(self.clients, action)
-                after = {**handler.read(self.clients, action), "actedAt": acted_at}
+                after = {**self._read(handler, action, claim, written_at=acted_at), "actedAt": acted_at}
                 verified = handler.done(after, action, since)
                 return Outcome(
                     action=action,
@@ -228,6 +243,16 @@ class Executor:
         finally:
             local.release()
 
+    def _read(
+        self, handler: Any, action: Action, claim: dict[str, Any], written_at: str = ""
+    ) -> dict[str, Any]:
+        """The step's current state. A step Resource Manager cannot show (revoking user-delegation
+        keys) reads the last write the ledger recorded for it, from any incident, or this one's."""
+        state = handler.read(self.clients, action)
+        if not handler.observable:
+            state["writtenAt"] = written_at or str(claim.get("WrittenAt") or "")
+        return state
+
     def _record(self, plan: Plan, action: Action, seq: int, outcome: Outcome) -> Outcome:
         self.ledger.begin(plan, action, seq, self.clock())
         self.ledger.finish(plan.incident, outcome, self.clock())
@@ -255,17 +280,8 @@ class Executor:
             outcome = Outcome(action=action, status="pending-approval")
             self.ledger.update_action(plan.incident, action.key, Status="pending-approval", LeaseUntil="")
             return outcome
-        state, claim = self._claim_resource(plan, action, since)
-        if state == "done":
-            outcome = Outcome(
-                action=action,
-                status="already-contained",
-                verified_at=self.clock(),
-                after={"containedBy": claim.get("Incident"), "at": claim.get("DoneAt")},
-            )
-            self.ledger.finish(plan.incident, outcome, self.clock())
-            return outcome
-        if state == "busy":
+        owned, claim = self._claim_resource(plan, action)
+        if not owned:
             outcome = Outcome(
                 action=action,
                 status="retrying",
@@ -275,21 +291,22 @@ class Executor:
             return outcome
         outcome: Outcome | None = None
         try:
-            outcome = self._attempts(handler, action, since)
+            outcome = self._attempts(handler, plan.incident, action, since, row, claim)
             self.ledger.finish(plan.incident, outcome, self.clock())
         finally:
-            finished = outcome is not None and outcome.status in ("contained", "already-contained")
-            done_at = (outcome.acted_at or outcome.verified_at) if outcome and finished else None
-            self.ledger.release_resource(action, plan.incident, done_at=done_at)
+            wrote = outcome is not None and outcome.status == "contained"
+            self.ledger.release_resource(
+                action, plan.incident, written_at=outcome.acted_at if outcome and wrote else None
+            )
         return outcome
 
-    def _claim_resource(self, plan: Plan, action: Action, since: str) -> tuple[str, dict[str, Any]]:
-        """Wait (bounded) while another incident acts on the same resource step, then decide."""
+    def _claim_resource(self, plan: Plan, action: Action) -> tuple[bool, dict[str, Any]]:
+        """Wait (bounded) while another incident acts on the same resource step."""
         deadline = time.monotonic() + self.claim_wait
         while True:
-            state, claim = self.ledger.claim_resource(action, plan.incident, self.clock(), since)
-            if state != "busy" or time.monotonic() >= deadline:
-                return state, claim
+            owned, claim = self.ledger.claim_resource(action, plan.incident, self.clock())
+            if owned or time.monotonic() >= deadline:
+                return owned, claim
             _sleep(0.05 + random.random() * 0.1)
 
 

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from responders.core.model import Action, Outcome, Plan
-from responders.core.timeutil import is_after
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -287,14 +286,12 @@ class Ledger:
         parts = [action.kind, action.target.lower(), *(f"{k}={v}" for k, v in sorted(action.params.items()))]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
-    def claim_resource(
-        self, action: Action, incident: str, now: str, since: str
-    ) -> tuple[str, dict[str, Any]]:
-        """Serialise the same step (kind, target, params) across incidents.
+    def claim_resource(self, action: Action, incident: str, now: str) -> tuple[bool, dict[str, Any]]:
+        """Serialise writers of the same step (kind, target, params) across incidents.
 
-        Returns ("owned", row) when this incident may act, ("done", row) when another incident
-        completed it after `since` (the signal's time, so it already covers this signal), or
-        ("busy", row) while another incident holds an unexpired claim.
+        Returns (True, row) when this incident may read the resource and act, (False, row) while another
+        incident holds an unexpired claim. The row says when the step was last written (`WrittenAt`);
+        it never says whether the step is done now: only the resource's state can.
         """
         from azure.core.exceptions import ResourceExistsError
 
@@ -311,30 +308,31 @@ class Ledger:
         }
         try:
             self.table.create_entity(claim)
-            return "owned", claim
+            return True, claim
         except ResourceExistsError:
             pass
         row = self.table.get_entity("resource", key)
-        if row.get("Status") == "done" and is_after(row.get("DoneAt"), since):
-            return "done", dict(row)
         mine = row.get("Incident") == incident
         if row.get("Status") == "started" and str(row.get("LeaseUntil", "")) > now and not mine:
-            return "busy", dict(row)
+            return False, dict(row)
         if not self._merge_if_unchanged(claim, row.metadata["etag"]):
-            return "busy", dict(self.table.get_entity("resource", key))
-        return "owned", claim
+            return False, dict(self.table.get_entity("resource", key))
+        return True, {**dict(row), **claim}
 
-    def release_resource(self, action: Action, incident: str, *, done_at: str | None) -> None:
-        """Mark the step done at `done_at`, or free the claim (done_at None) so another may try."""
+    def release_resource(self, action: Action, incident: str, *, written_at: str | None) -> None:
+        """Free the claim; `written_at` (when this incident's write was sent) is kept as the step's last
+        write, which is what "done" means for a step whose result cannot be read back."""
         from azure.data.tables import UpdateMode
 
         entity: dict[str, Any] = {
             "PartitionKey": "resource",
             "RowKey": self._resource_key(action),
             "Incident": incident,
+            "Status": "released",
             "LeaseUntil": "",
         }
-        entity.update({"Status": "done", "DoneAt": done_at} if done_at else {"Status": "released"})
+        if written_at:
+            entity["WrittenAt"] = written_at
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
     # one writer per storage account, across instances ---------------------------------------

@@ -16,7 +16,7 @@ from responders.core.model import Action, Facts, Outcome, Plan, Signal, SignalKi
 from responders.core.parse import incident_key, parse_item
 from responders.core.plan import plan as make_plan
 from responders.core.plan import shape_key
-from responders.core.timeutil import parse_time
+from responders.core.timeutil import is_after, parse_time
 from responders.execute import Executor, TransientFailure, describe, is_transient
 from responders.ledger import Ledger
 from responders.settings import Settings
@@ -337,7 +337,7 @@ def _execute(plan: Plan, rt: Runtime, *, dry_run: bool, foldable: bool = False) 
     status = incident_status(plan, outcomes, dry_run)
     rt.ledger.set_incident_status(plan.incident, status, rt.clock())
     if foldable and status == "contained":
-        rt.ledger.remember_contained(shape_key(plan.signal), plan, acted_from)
+        rt.ledger.remember_contained(shape_key(plan.signal), plan, covered_until(acted_from, outcomes))
     log.info(
         "incident %s source=%s kind=%s leak=%s status=%s actions=%d",
         plan.incident,
@@ -356,6 +356,18 @@ def _execute(plan: Plan, rt: Runtime, *, dry_run: bool, foldable: bool = False) 
     if not dry_run:
         followup.write_back(plan, rt, result, evidence)
     return result
+
+
+def covered_until(acted_from: str, outcomes: list[Outcome]) -> str:
+    """The folding cut-off of a containment: it covers changes from before it began writing, and a step
+    found already done covers only changes from before the time its state shows (a key created at T
+    does not cover keys listed after T)."""
+    cut = acted_from
+    for outcome in outcomes:
+        done_at = str(outcome.after.get("doneAt") or "") if outcome.status == "already-contained" else ""
+        if done_at and is_after(cut, done_at):
+            cut = done_at
+    return cut
 
 
 def plan_from_ledger(row: dict[str, Any]) -> Plan:

@@ -18,13 +18,21 @@ if TYPE_CHECKING:
 
 
 class Handler(Protocol):
-    """Read the target's state, tell whether it is already contained, and apply the change."""
+    """Read the target's state, tell whether it is already contained, and apply the change.
+
+    `observable` is False for a step Resource Manager cannot show (the executor then adds the last
+    recorded write as `writtenAt`); `done_at` is when the state shows the step was done ("" when the
+    state carries no such time), never when it was looked at.
+    """
 
     kind: str
+    observable: bool
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]: ...
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool: ...
+
+    def done_at(self, state: dict[str, Any]) -> str: ...
 
     def apply(self, clients: Clients, action: Action) -> None: ...
 

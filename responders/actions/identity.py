@@ -78,6 +78,7 @@ class DisableServicePrincipal:
     """PATCH accountEnabled=false on the service principal."""
 
     kind = "identity.disable_service_principal"
+    observable = True
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         facts = read_principal(clients, action.target)
@@ -90,6 +91,9 @@ class DisableServicePrincipal:
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return state.get("accountEnabled") is False
+
+    def done_at(self, state: dict[str, Any]) -> str:
+        return ""
 
     def apply(self, clients: Clients, action: Action) -> None:
         self._set(clients, action.target, enabled=False)

@@ -80,6 +80,7 @@ class DisablePublicAccess:
 
     kind = "storage.disable_public_access"
     account_write = True  # Azure runs one such write per account at a time
+    observable = True
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         facts = read_account(clients, action.target)
@@ -87,6 +88,9 @@ class DisablePublicAccess:
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return state.get("allowBlobPublicAccess") is False
+
+    def done_at(self, state: dict[str, Any]) -> str:
+        return ""
 
     def apply(self, clients: Clients, action: Action) -> None:
         ref = _ref(action.target)
@@ -106,6 +110,7 @@ class MakeContainerPrivate:
     """Container publicAccess=None; the previous level is kept in the ledger for restore."""
 
     kind = "storage.make_container_private"
+    observable = True
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         ref = _ref(action.target)
@@ -118,6 +123,9 @@ class MakeContainerPrivate:
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return str(state.get("publicAccess", "")).lower() == "none"
+
+    def done_at(self, state: dict[str, Any]) -> str:
+        return ""
 
     def apply(self, clients: Clients, action: Action) -> None:
         ref = _ref(action.target)
@@ -143,6 +151,7 @@ class RegenerateKey:
 
     kind = "storage.regenerate_key"
     account_write = True  # Azure runs one such write per account at a time
+    observable = True
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         ref = _ref(action.target)
@@ -158,6 +167,9 @@ class RegenerateKey:
         """Rotated after the signal: any key that was listed before `since` is already dead."""
         return is_after(state.get("keyCreationTime"), since)
 
+    def done_at(self, state: dict[str, Any]) -> str:
+        return str(state.get("keyCreationTime") or "")
+
     def apply(self, clients: Clients, action: Action) -> None:
         ref = _ref(action.target)
         # retry_total=0: a blind transport retry would rotate twice; the executor verifies instead.
@@ -168,16 +180,21 @@ class RegenerateKey:
 
 
 class RevokeUserDelegationKeys:
-    """Revoke user-delegation keys: the only way to kill user-delegation SAS. Not observable by GET."""
+    """Revoke user-delegation keys: the only way to kill user-delegation SAS. Not observable by GET, so
+    "done" means a revocation the ledger recorded (`writtenAt`, added by the executor) after `since`."""
 
     kind = "storage.revoke_user_delegation_keys"
     account_write = True  # Azure runs one such write per account at a time
+    observable = False
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         return {"revocation": "not observable through Resource Manager"}
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
-        return bool(state.get("actedAt"))
+        return is_after(state.get("writtenAt"), since)
+
+    def done_at(self, state: dict[str, Any]) -> str:
+        return str(state.get("writtenAt") or "")
 
     def apply(self, clients: Clients, action: Action) -> None:
         ref = _ref(action.target)
