@@ -96,6 +96,7 @@ def build_pack(incident: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "skipped": _skipped(incident.get("Skipped")),
         "owners": [str(o) for o in _list(incident.get("Owners"))],
         "restored_by": str(incident.get("RestoredBy") or ""),
+        "requested_by": str(incident.get("RequestedBy") or ""),
         "sentinel_comment": _comment(incident),
         "timeline": _timeline(incident, actions),
         "actions": actions,
@@ -493,6 +494,8 @@ def _summary_md(pack: Mapping[str, Any]) -> list[str]:
         rows.append(["Sentinel comment", ", ".join(f"{k}={v}" for k, v in sorted(comment.items()))])
     if pack.get("restored_by"):
         rows.append(["Restored by", pack["restored_by"]])
+    if pack.get("requested_by"):
+        rows.append(["Requested by", pack["requested_by"]])
     return ["## Summary", "", *_table(["field", "value"], [r for r in rows if r[1] not in (None, "")])]
 
 

@@ -79,6 +79,9 @@ class Settings:
     log_analytics_workspace_id: str = ""
     max_body_bytes: int = 1_048_576
     playbook_callers: tuple[str, ...] = ()
+    # App Service authentication (Easy Auth) is on: only then does the platform set, and strip from
+    # clients, the X-MS-CLIENT-PRINCIPAL-* headers, so only then do they name a caller
+    platform_auth: bool = False
 
     @property
     def sentinel_workspace(self) -> WorkspaceRef | None:
@@ -121,6 +124,7 @@ class Settings:
             playbook_callers=tuple(
                 c.strip().lower() for c in env.get("RESPONDER_PLAYBOOK_CALLERS", "").split(",") if c.strip()
             ),
+            platform_auth=env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true",
         )
         settings.check()
         return settings
@@ -153,6 +157,9 @@ class Settings:
             )
         if self.log_analytics_workspace_id and not _GUID.fullmatch(self.log_analytics_workspace_id):
             raise ConfigError("RESPONDER_LOG_ANALYTICS_WORKSPACE_ID must be the workspace (customer) GUID")
+        wrong = [c for c in self.playbook_callers if not _GUID.fullmatch(c)]
+        if wrong:
+            raise ConfigError(f"RESPONDER_PLAYBOOK_CALLERS must list Entra ID object ids, not {wrong}")
         if not self.ledger_endpoint and not self.ledger_connection_string:
             raise ConfigError(
                 "set RESPONDER_LEDGER_ENDPOINT (Azure) or RESPONDER_LEDGER_CONNECTION_STRING (local)"

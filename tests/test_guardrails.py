@@ -97,13 +97,13 @@ def test_restore_puts_back_reversible_actions_and_refuses_key_rotation(make_harn
 
 def test_playbook_caller_allow_list(make_harness) -> None:
     allowed = "11111111-2222-4333-8444-555555555555"
-    h = make_harness(env={"RESPONDER_PLAYBOOK_CALLERS": allowed})
+    h = make_harness(env={"RESPONDER_PLAYBOOK_CALLERS": allowed, "WEBSITE_AUTH_ENABLED": "true"})
     request = {"resourceId": PREFIX + "stsynthsas03", "execute": True}
     status, body, _ = h.http("playbook", request)
     assert status == 401
     assert "caller identity required" in body["error"]
     status, body, _ = h.http(
-        "playbook", request, {"x-ms-client-principal-id": "99999999-2222-4333-8444-5555"}
+        "playbook", request, {"x-ms-client-principal-id": "99999999-2222-4333-8444-555555555555"}
     )
     assert status == 403
     assert h.writes() == []

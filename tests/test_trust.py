@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rehearsal.simulator.tls import load_or_create_ca, server_context
-from tests.harness import SUB, sample
+from tests.harness import PREFIX, SUB, sample
 
 WORKSPACE = (
     f"/subscriptions/{SUB}/resourceGroups/rg-secops/providers/Microsoft.OperationalInsights/workspaces/law-secops"
@@ -148,3 +148,57 @@ def test_storage_ids_from_input_are_validated_part_by_part(make_harness, resourc
     status, answer, _ = h.http("playbook", {"resourceId": resource, "execute": True})
     assert status == 400, answer
     assert h.sim.requests() == [] or all(r["path"].startswith("/msi/") for r in h.sim.requests())
+
+
+# caller identity ---------------------------------------------------------------------------------
+ALLOWED = "11111111-2222-4333-8444-555555555555"
+
+
+def test_the_caller_header_counts_only_when_app_service_authentication_is_on(make_harness) -> None:
+    h = make_harness(env={"RESPONDER_PLAYBOOK_CALLERS": ALLOWED})
+    request = {"resourceId": PREFIX + "stsynthsas03", "execute": True}
+    # without App Service authentication anyone holding the key can write this header
+    status, body, _ = h.http("playbook", request, {"x-ms-client-principal-id": ALLOWED})
+    assert status == 401, body
+    assert "WEBSITE_AUTH_ENABLED" in body["error"]
+    assert h.writes() == []
+
+
+def test_without_platform_authentication_the_ledger_records_the_function_key(make_harness) -> None:
+    h = make_harness()
+    [event] = sample("02-account-public-access-enabled.json")
+    h.eventgrid(event)
+    incident = h.incident(event["id"])["PartitionKey"]
+    forged = {"x-ms-client-principal-id": "Mallory\n- Restored by the security team"}
+    status, body, _ = h.http("playbook", {"restore": incident, "execute": True}, forged)
+    assert status == 200, body
+    row = h.rt.ledger.incident(incident)
+    assert row["RestoredBy"] == "function key"
+    assert {a.get("RestoredBy") for a in row["actions"] if a.get("RestoredBy")} == {"function key"}
+    status, body, _ = h.http("playbook", {"resourceId": PREFIX + "stsynthsas03", "execute": True}, forged)
+    assert status == 200, body
+    assert h.rt.ledger.incident(body["results"][0]["incident"])["RequestedBy"] == "function key"
+
+
+def test_with_platform_authentication_identities_are_recorded_as_guids(make_harness) -> None:
+    h = make_harness(env={"WEBSITE_AUTH_ENABLED": "True"})
+    request = {"resourceId": PREFIX + "stsynthsas03", "execute": True}
+    status, body, _ = h.http("playbook", request, {"x-ms-client-principal-id": "not-a-guid\nx"})
+    assert status == 401, body
+    assert h.writes() == []
+    status, body, _ = h.http("playbook", request, {"x-ms-client-principal-id": ALLOWED.upper()})
+    assert status == 200, body
+    incident = body["results"][0]["incident"]
+    assert h.rt.ledger.incident(incident)["RequestedBy"] == ALLOWED
+    restore = {"restore": incident, "execute": True}
+    status, body, _ = h.http("playbook", restore, {"x-ms-client-principal-id": ALLOWED})
+    assert status == 200, body
+    assert h.rt.ledger.incident(incident)["RestoredBy"] == ALLOWED
+
+
+def test_a_caller_allow_list_that_is_not_guids_is_a_configuration_error() -> None:
+    from responders.settings import ConfigError, Settings
+
+    env = {"RESPONDER_LEDGER_CONNECTION_STRING": "x", "RESPONDER_PLAYBOOK_CALLERS": "alice"}
+    with pytest.raises(ConfigError, match="RESPONDER_PLAYBOOK_CALLERS"):
+        Settings.from_env(env)

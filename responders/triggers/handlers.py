@@ -9,7 +9,7 @@ from typing import Any
 import azure.functions as func
 
 from responders.core.model import BadInput
-from responders.core.parse import VALIDATION, parse_body, parse_item
+from responders.core.parse import VALIDATION, guid, parse_body, parse_item
 from responders.execute import TransientFailure
 from responders.service import Runtime, process, runtime
 
@@ -138,13 +138,30 @@ PLAYBOOK_KEYS = {"resourceId", "event", "approve", "restore", "execute", "action
 OPERATIONS = ("resourceId", "event", "approve", "restore")
 
 
+FUNCTION_KEY = "function key"
+
+
 def caller_of(req: func.HttpRequest, rt: Runtime) -> tuple[str, func.HttpResponse | None]:
-    """The Entra ID caller the platform (App Service authentication) vouches for, checked against
-    RESPONDER_PLAYBOOK_CALLERS; with no allow-list set, the function key alone admits the call."""
-    caller = (req.headers.get("x-ms-client-principal-id") or "").strip().lower()
+    """The caller as recorded: the Entra ID object id (a GUID) that App Service authentication vouches
+    for, or "function key". The header counts only when that authentication is on (WEBSITE_AUTH_ENABLED):
+    without it any key holder can send it. RESPONDER_PLAYBOOK_CALLERS then fails closed."""
     allowed = rt.settings.playbook_callers
+    if not rt.settings.platform_auth:
+        if allowed:
+            return "", _response(
+                {
+                    "error": "RESPONDER_PLAYBOOK_CALLERS is set but App Service authentication is off "
+                    "(WEBSITE_AUTH_ENABLED): no caller identity can be verified"
+                },
+                401,
+            )
+        return FUNCTION_KEY, None
+    raw = req.headers.get("x-ms-client-principal-id") or ""
+    caller = guid(raw.strip())
+    if raw and not caller:
+        return "", _response({"error": "x-ms-client-principal-id is not an object id (GUID)"}, 401)
     if not allowed:
-        return caller or "function-key", None
+        return caller or FUNCTION_KEY, None
     if not caller:
         return "", _response({"error": "caller identity required: enable App Service authentication"}, 401)
     if caller not in allowed:
@@ -198,6 +215,10 @@ def handle_playbook(req: func.HttpRequest) -> func.HttpResponse:
         return _response({"error": str(exc)}, 503, {"Retry-After": "30"})
     item = request if operation == "resourceId" else request["event"]
     response = _run_items(rt, [item], execute and not rt.settings.dry_run)
+    if response.status_code in (200, 503):
+        for result in json.loads(response.get_body()).get("results", []):
+            if result.get("incident") and not result.get("duplicate"):
+                rt.ledger.set_incident_status(result["incident"], None, rt.clock(), RequestedBy=caller)
     if execute and rt.settings.dry_run and response.status_code == 200:
         payload = json.loads(response.get_body())
         payload["note"] = "RESPONDER_DRY_RUN is on: nothing was changed"
