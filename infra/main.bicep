@@ -5,8 +5,9 @@
 //
 // Two phases (see infra/README.md): Event Grid validates that `.../functions/eventgrid_trigger`
 // exists and the playbook needs a function key, so neither can be created before `azd deploy`
-// has published the code. `wireTriggers` (env WIRE_TRIGGERS) is false on the first provision;
-// the postdeploy hook sets it to true and provisions again.
+// has published the code. `wireTriggers` (env WIRE_TRIGGERS) is set before every provision by
+// the preprovision hook from whether that function exists now: false on a first provision and
+// after `azd down`; the postdeploy hook waits for the function and provisions again, wired.
 //
 // Everything here lives in the one resource group this deployment creates. `azd down`
 // deletes every resource group that holds a resource of the azd deployment (a role

@@ -446,6 +446,7 @@ def test_azd_files_parse_and_name_the_service() -> None:
     assert azure["infra"]["path"] == "infra"
     hooks = {name: hook["posix"]["run"] for name, hook in azure["hooks"].items()}
     assert hooks == {
+        "preprovision": "./infra/hooks/decide-wiring.sh",
         "postprovision": "./infra/hooks/external.sh",
         "postdeploy": "./infra/hooks/wire-triggers.sh",
         "predown": "./infra/hooks/remove-external.sh",
