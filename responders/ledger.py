@@ -48,11 +48,17 @@ class Ledger:
         self._ready = False
 
     def _ensure(self) -> None:
+        """Create the table only where it is missing. In Azure, Bicep makes it and the identity holds
+        rights on that table alone, where creating a table (an account-level request) answers 403;
+        a one-row read needs only those rights, and only a missing table answers it with 404."""
         if not self._ready:
-            from azure.core.exceptions import ResourceExistsError
+            from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-            with contextlib.suppress(ResourceExistsError):
-                self.table.create_table()
+            try:
+                next(self.table.list_entities(results_per_page=1, select=["RowKey"]).by_page(), None)
+            except ResourceNotFoundError:
+                with contextlib.suppress(ResourceExistsError):
+                    self.table.create_table()
             self._ready = True
 
     # incidents -----------------------------------------------------------------------------
