@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 RETRY_AFTER_CAP = 30.0
+GRAPH_CUTOFF = 120.0  # a Graph call still unanswered after this is cancelled and the step retried
+GRAPH_RETRIES = 3
 
 
 def retry_policy() -> Any:
@@ -34,11 +37,33 @@ def retry_policy() -> Any:
     return CappedRetryPolicy(retry_total=3, retry_backoff_factor=0.4, retry_backoff_max=8)
 
 
+def graph_retry_handler(cap: float) -> Any:
+    """kiota's retry handler (429, 503, 504) with every delay, Retry-After included, capped at `cap`.
+
+    kiota sleeps for whatever Retry-After says up to 180 s (its option's `max_delay` is a base delay
+    added to the backoff, not a cap), so with GRAPH_RETRIES retries a call could outlive the cut-off.
+    """
+    from kiota_http.middleware import RetryHandler
+    from kiota_http.middleware.options import RetryHandlerOption
+
+    class CappedRetryHandler(RetryHandler):
+        def get_delay_time(self, retry_count: int, response: Any = None, delay: float = 0.0) -> float:
+            return min(float(super().get_delay_time(retry_count, response, delay)), cap)
+
+    handler = CappedRetryHandler(RetryHandlerOption(delay=0.0, max_retries=GRAPH_RETRIES))
+    handler.backoff_max = 8
+    return handler
+
+
 class Clients:
     """Lazily built, cached SDK clients pointed at the endpoints in Settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, retry_after_cap: float = RETRY_AFTER_CAP, graph_cutoff: float = GRAPH_CUTOFF
+    ) -> None:
         self.settings = settings
+        self.retry_after_cap = retry_after_cap
+        self.graph_cutoff = graph_cutoff
         self._lock = threading.RLock()
         self._credential: TokenCredential | None = None
         self._storage: dict[str, StorageManagementClient] = {}
@@ -142,6 +167,7 @@ class Clients:
                 )
                 from msgraph import GraphRequestAdapter, GraphServiceClient
                 from msgraph_core import GraphClientFactory
+                from msgraph_core.middleware import GraphTelemetryHandler
 
                 host = urlparse(self.settings.graph_endpoint).hostname or "graph.microsoft.com"
                 auth = AzureIdentityAuthenticationProvider(
@@ -149,18 +175,43 @@ class Clients:
                     scopes=["https://graph.microsoft.com/.default"],
                     allowed_hosts=[host],
                 )
+                # kiota after msgraph, in the order msgraph imports it: other threads may be importing
+                # msgraph's request builders meanwhile, and opposite orders can deadlock the imports
+                from kiota_http.kiota_client_factory import KiotaClientFactory
+                from kiota_http.middleware import RetryHandler
+
+                # the default chain with its retry handler swapped for one capped like ARM's
+                middleware = [
+                    graph_retry_handler(self.retry_after_cap) if isinstance(m, RetryHandler) else m
+                    for m in KiotaClientFactory.get_default_middleware(None)
+                ]
+                middleware.append(GraphTelemetryHandler())
                 adapter = GraphRequestAdapter(
-                    auth, client=GraphClientFactory.create_with_default_middleware()
+                    auth, client=GraphClientFactory.create_with_custom_middleware(middleware)
                 )
                 adapter.base_url = self.settings.graph_endpoint
                 self._graph = GraphServiceClient(request_adapter=adapter)
             return self._graph
 
     def run_graph(self, make: Any) -> Any:
-        """Run `make(client)` (a coroutine factory) on the Graph loop and wait for its result."""
+        """Run `make(client)` (a coroutine factory) on the Graph loop and wait for its result.
+
+        At the cut-off the call is cancelled on the loop, retries and all, and TimeoutError is raised
+        only once it has stopped: a PATCH cannot land after its step was recorded for a retry.
+        """
         client = self.graph()
-        coro: Coroutine[Any, Any, Any] = make(client)
-        return asyncio.run_coroutine_threadsafe(coro, self._graph_loop()).result(timeout=120)
+        cutoff = self.graph_cutoff
+
+        async def bounded() -> Any:
+            coro: Coroutine[Any, Any, Any] = make(client)
+            return await asyncio.wait_for(coro, cutoff)
+
+        future = asyncio.run_coroutine_threadsafe(bounded(), self._graph_loop())
+        try:
+            return future.result(timeout=cutoff + 10)  # backstop: wait_for answers at the cut-off
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         with self._lock:
