@@ -60,6 +60,23 @@ def run_query(clients: Clients, workspace: str, query: str, start: Any, end: Any
     return rows
 
 
+def query_error(exc: BaseException) -> str:
+    """The innermost message of a Log Analytics error body (e.g. the table it could not resolve:
+    BadArgumentError > SemanticError > SEM0100), which the SDK's own message leaves out."""
+    response = getattr(exc, "response", None)
+    try:
+        body = response.json() if response is not None else None
+    except Exception:  # not JSON: nothing more to say than the status
+        body = None
+    inner = body.get("error") if isinstance(body, dict) else None
+    messages = []
+    while isinstance(inner, dict) and len(messages) < 5:
+        if inner.get("message"):
+            messages.append(str(inner["message"]))
+        inner = inner.get("innererror")
+    return messages[-1][:300] if messages else ""
+
+
 def _plain(value: Any) -> Any:
     return value.isoformat().replace("+00:00", "Z") if hasattr(value, "isoformat") else value
 

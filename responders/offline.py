@@ -9,10 +9,11 @@ so an offline verdict and plan match what a dry-run against that simulated tenan
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from responders.core.arm import normalise_account_id
-from responders.core.classify import classify
+from responders.core.classify import classify, tags_decide
 from responders.core.model import (
     AccountFacts,
     BadInput,
@@ -115,11 +116,31 @@ def _account_facts(account_id: str, seed: Mapping[str, Any]) -> AccountFacts:
         id=account_id,
         tags=dict(seed.get("tags") or {}),
         allow_blob_public_access=None if allow is None else bool(allow),
-        key_creation_time={
-            k: str(v) for k, v in (seed.get("keyCreationTime") or props.get("keyCreationTime") or {}).items()
-        },
+        key_creation_time=(
+            dict.fromkeys(("key1", "key2"))
+            if "keyCreationTime" in seed and seed["keyCreationTime"] is None
+            else {
+                k: None if v is None else str(v)
+                for k, v in (seed.get("keyCreationTime") or props.get("keyCreationTime") or {}).items()
+            }
+        ),
         containers=tuple(containers),
     )
+
+
+def as_read(facts: AccountFacts, policy: Policy, containers: tuple[str, ...]) -> AccountFacts:
+    """The metadata read_account would have: none when the account's tags decide (it reads none),
+    else only that of the containers the signal names (all when it names none)."""
+    if not facts.found:
+        return facts
+    decided = tags_decide(policy)(facts.tags)
+    kept = tuple(
+        c
+        if not decided and (not containers or c.name in containers)
+        else ContainerFacts(c.name, c.public_access, {})
+        for c in facts.containers
+    )
+    return replace(facts, containers=kept)
 
 
 def _principal_facts(object_id: str, seed: Mapping[str, Any]) -> PrincipalFacts:
@@ -186,7 +207,14 @@ class OfflineClassifier:
         service principals of the applications named (by appId)."""
         snap = self._snap
         caller = signal.caller.object_id if signal.kind in _CREDENTIAL_KINDS else ""
-        key = (signal.accounts, signal.principals, caller, signal.apps, signal.kind is SignalKind.ALERT)
+        key = (
+            signal.accounts,
+            signal.containers,
+            signal.principals,
+            caller,
+            signal.apps,
+            signal.kind is SignalKind.ALERT,
+        )
         facts = snap.facts.get(key)
         if facts is not None:
             return facts
@@ -200,9 +228,11 @@ class OfflineClassifier:
                 principal_facts.setdefault(object_id, snap.principal(object_id))
         alert = signal.kind is SignalKind.ALERT and self.policy.alert_credentials == "evidence"
         access = {a: seen for a in signal.accounts if (seen := snap.access(a)) is not None} if alert else {}
-        facts = Facts(
-            accounts={a: snap.account(a) for a in signal.accounts}, principals=principal_facts, access=access
-        )
+        accounts = {
+            a: as_read(snap.account(a), self.policy, tuple(c for n, c in signal.containers if n == a))
+            for a in signal.accounts
+        }
+        facts = Facts(accounts=accounts, principals=principal_facts, access=access)
         if len(snap.facts) < self.max_shapes:
             snap.facts[key] = facts
         return facts

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from responders.clients import Clients
-from responders.core.classify import classify
+from responders.core.classify import classify, tags_decide
 from responders.core.model import Action, Facts, Outcome, Plan, Signal, SignalKind, Verdict
 from responders.core.parse import incident_key, parse_item
 from responders.core.plan import plan as make_plan
@@ -130,18 +130,49 @@ def gather_facts(signal: Signal, rt: Runtime) -> Facts:
                 signal.occurred_at,
                 rt.clock(),
             )
-        accounts = {a: pool.submit(read_account, rt.clients, a) for a in signal.accounts}
+        decide = tags_decide(rt.settings.policy)
+        accounts = {
+            a: pool.submit(
+                read_account,
+                rt.clients,
+                a,
+                tags_decide=decide,
+                containers=tuple(c for n, c in signal.containers if n == a),
+            )
+            for a in signal.accounts
+        }
         sps = {p: pool.submit(read_principal, rt.clients, p) for p in dict.fromkeys(principals)}
         apps = [pool.submit(principals_for_app, rt.clients, app) for app in signal.apps]
         principal_facts = {k: f.result() for k, f in sps.items()}
         for future in apps:
             for sp in future.result():
                 principal_facts.setdefault(sp.object_id, sp)
+        seen, unknown = _access(access)
         return Facts(
             accounts={k: f.result() for k, f in accounts.items()},
             principals=principal_facts,
-            access=access.result() if access is not None else {},
+            access=seen,
+            evidence_error=unknown,
         )
+
+
+def _access(future: Any) -> tuple[dict[str, Any], str]:
+    """The storage logs' access per account, or ({}, why) when they cannot be read for good (no such
+    table in the workspace, a partial result): missing evidence is "unknown", so the policy's
+    fallback decides. A transient failure raises, so the delivery is retried."""
+    if future is None:
+        return {}, ""
+    try:
+        return future.result(), ""
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        from responders.evidence import query_error
+
+        why, inner = describe(exc), query_error(exc)
+        why = f"{why}: {inner}" if inner and inner not in why else why
+        log.warning("storage logs unreadable, evidence unknown: %s", why)
+        return {}, why
 
 
 def incident_status(plan: Plan, outcomes: list[Outcome], dry_run: bool) -> str:

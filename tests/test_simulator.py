@@ -45,6 +45,7 @@ azure_env_fixture = simulator_fixtures.azure_env_fixture
 GRAPH_AUD, LOGS_AUD = "https://graph.microsoft.com", "https://api.loganalytics.io"
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 TAGS = ("$.tags",)
+API = "2025-06-01"  # served by both Microsoft.Storage and Microsoft.SecurityInsights
 
 
 def assert_same_shape(expected: Any, actual: Any, where: str = "$", ignore: tuple[str, ...] = ()) -> None:
@@ -95,7 +96,7 @@ def test_account_get_leaves_allow_blob_public_access_absent_unless_set(sim: Simu
         "key1": "2026-02-01T09:00:00Z",
         "key2": "2026-02-01T09:00:00Z",
     }
-    locked = http.get(f"{sim.url}{ARM_ACCOUNT}/stlocked02", params={"api-version": "x"}).json()
+    locked = http.get(f"{sim.url}{ARM_ACCOUNT}/stlocked02", params={"api-version": API}).json()
     assert locked["properties"]["allowBlobPublicAccess"] is False
 
 
@@ -128,7 +129,7 @@ def test_list_keys_and_regenerate_key_have_published_shape(sim: Simulator) -> No
     assert keys["key2"] != before["key2"]
     assert keys["key2"] in sim.secrets()
     assert (
-        http.post(f"{url}/regenerateKey", params={"api-version": "x"}, json={"keyName": "key3"}).status_code
+        http.post(f"{url}/regenerateKey", params={"api-version": API}, json={"keyName": "key3"}).status_code
         == 400
     )
 
@@ -161,7 +162,10 @@ def test_sentinel_incident_get_and_put_have_published_shape(sim: Simulator) -> N
     assert_same_shape(response_of("sentinel_arm_get_incident_by_id_example.json"), got.json())
     body = example("sentinel_arm_create_or_update_incident_example.json")["parameters"]["incident"]
     stale = http.put(url, params={"api-version": "2024-09-01"}, json=body)
-    assert stale.status_code == 412
+    # a stale etag is 409 Conflict with Sentinel's own words (Azure/Azure-Sentinel#909), not 412
+    assert stale.status_code == 409
+    assert_same_shape(example("sentinel_arm_409_stale_etag_issue909.json"), stale.json())
+    assert "Data was not saved" in stale.json()["error"]["message"]
     put = http.put(url, params={"api-version": "2024-09-01"}, json={**body, "etag": got.json()["etag"]})
     assert put.status_code == 200
     assert_same_shape(response_of("sentinel_arm_create_or_update_incident_example.json"), put.json())
@@ -179,7 +183,7 @@ def test_sentinel_comment_put_is_created_then_idempotent(sim: Simulator) -> None
     again = http.put(url, params={"api-version": "2024-09-01"}, json=body)
     assert again.status_code == 200
     assert_same_shape(response_of(name, "200"), again.json())
-    listed = http.get(f"{sim.url}{INCIDENTS}/{OPEN_INCIDENT}/comments", params={"api-version": "x"}).json()
+    listed = http.get(f"{sim.url}{INCIDENTS}/{OPEN_INCIDENT}/comments", params={"api-version": API}).json()
     assert [c["name"] for c in listed["value"]] == ["responder-1"]
     assert first.json()["properties"]["author"]["objectId"] == RESPONDER["principalId"]
 
@@ -193,7 +197,7 @@ def test_sentinel_alerts_and_entities_have_published_shape(sim: Simulator) -> No
     assert (alerts.status_code, entities.status_code) == (200, 200)
     assert_same_shape(response_of("sentinel_arm_list_incident_alerts_example.json"), alerts.json())
     assert_same_shape(response_of("sentinel_arm_list_incident_entities_example.json"), entities.json())
-    empty = http.post(f"{sim.url}{INCIDENTS}/{CLOSED_INCIDENT}/alerts", params={"api-version": "x"})
+    empty = http.post(f"{sim.url}{INCIDENTS}/{CLOSED_INCIDENT}/alerts", params={"api-version": API})
     assert empty.json() == {"value": []}
 
 
@@ -254,10 +258,10 @@ def test_graph_429_has_published_body_and_retry_after(sim: Simulator) -> None:
 
 def test_events_have_published_event_grid_shape(sim: Simulator) -> None:
     http = session(sim)
-    http.post(f"{sim.url}{ARM_ACCOUNT}/stleaky01/listKeys", params={"api-version": "x"})
+    http.post(f"{sim.url}{ARM_ACCOUNT}/stleaky01/listKeys", params={"api-version": API})
     http.patch(
         f"{sim.url}{ARM_ACCOUNT}/stleaky01",
-        params={"api-version": "x"},
+        params={"api-version": API},
         json={"properties": {"allowBlobPublicAccess": False}},
     )
     action, write = sim.events()
@@ -426,10 +430,10 @@ def test_managed_identity_endpoint_checks_the_identity_header(
 
 def test_bearer_token_is_required_and_audience_checked(sim: Simulator) -> None:
     url = f"{sim.url}{ARM_ACCOUNT}/stleaky01"
-    anonymous = requests.get(url, params={"api-version": "x"}, verify=str(sim.ca_path), timeout=10)
+    anonymous = requests.get(url, params={"api-version": API}, verify=str(sim.ca_path), timeout=10)
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "AuthenticationFailed"
-    wrong_audience = session(sim, GRAPH_AUD).get(url, params={"api-version": "x"})
+    wrong_audience = session(sim, GRAPH_AUD).get(url, params={"api-version": API})
     assert wrong_audience.status_code == 401
     assert wrong_audience.json()["error"]["code"] == "InvalidAuthenticationTokenAudience"
 
@@ -452,7 +456,7 @@ def test_sdk_retries_429_with_retry_after_and_succeeds(azure_env: Simulator) -> 
 def test_dropped_connection_gets_no_response_and_is_recorded(sim: Simulator) -> None:
     sim.set_faults([{"method": "*", "path": "/listKeys", "drop": True}])
     with pytest.raises(requests.ConnectionError):
-        session(sim).post(f"{sim.url}{ARM_ACCOUNT}/stleaky01/listKeys", params={"api-version": "x"})
+        session(sim).post(f"{sim.url}{ARM_ACCOUNT}/stleaky01/listKeys", params={"api-version": API})
     assert sim.requests()[-1]["status"] == "dropped"
     assert sim.events() == []
 
@@ -463,7 +467,7 @@ def test_fault_rate_is_deterministic_for_a_seed(sim: Simulator) -> None:
 
     def run() -> list[int]:
         sim.set_faults([{"method": "GET", "path": "stleaky01", "status": 503, "rate": 0.5}], seed=7)
-        return [http.get(url, params={"api-version": "x"}).status_code for _ in range(16)]
+        return [http.get(url, params={"api-version": API}).status_code for _ in range(16)]
 
     first, second = run(), run()
     assert first == second
@@ -474,14 +478,14 @@ def test_faulted_write_leaves_state_unchanged(sim: Simulator) -> None:
     sim.set_faults([{"method": "PATCH", "path": "containers/data-synth", "status": 500, "count": 1}])
     url = f"{sim.url}{ARM_ACCOUNT}/stleaky01/blobServices/default/containers/data-synth"
     http = session(sim)
-    failed = http.patch(url, params={"api-version": "x"}, json={"properties": {"publicAccess": "None"}})
+    failed = http.patch(url, params={"api-version": API}, json={"properties": {"publicAccess": "None"}})
     assert failed.status_code == 500
     assert failed.json()["error"]["code"] == "InternalServerError"
     assert sim.state.container("stleaky01", "data-synth")["properties"]["publicAccess"] == "Container"
     assert sim.events() == []
     assert (
         http.patch(
-            url, params={"api-version": "x"}, json={"properties": {"publicAccess": "None"}}
+            url, params={"api-version": API}, json={"properties": {"publicAccess": "None"}}
         ).status_code
         == 200
     )
@@ -492,7 +496,7 @@ def test_after_fault_applies_the_change_then_fails(sim: Simulator) -> None:
     old = sim.state.keys("stleaky01")["key2"]
     reply = session(sim).post(
         f"{sim.url}{ARM_ACCOUNT}/stleaky01/regenerateKey",
-        params={"api-version": "x"},
+        params={"api-version": API},
         json={"keyName": "key2"},
     )
     assert reply.status_code == 503
@@ -504,7 +508,7 @@ def test_after_fault_applies_the_change_then_fails(sim: Simulator) -> None:
     with pytest.raises(requests.ConnectionError):
         session(sim).post(
             f"{sim.url}{ARM_ACCOUNT}/stleaky01/regenerateKey",
-            params={"api-version": "x"},
+            params={"api-version": API},
             json={"keyName": "key1"},
         )
     assert len(sim.events()) == 2
@@ -514,7 +518,7 @@ def test_latency_applies_before_handling(sim: Simulator) -> None:
     http = session(sim)
     sim.set_faults([{"method": "GET", "path": "stleaky01", "latency_ms": 150}])
     started = time.monotonic()
-    assert http.get(f"{sim.url}{ARM_ACCOUNT}/stleaky01", params={"api-version": "x"}).status_code == 200
+    assert http.get(f"{sim.url}{ARM_ACCOUNT}/stleaky01", params={"api-version": API}).status_code == 200
     assert time.monotonic() - started >= 0.15
 
 
@@ -560,7 +564,7 @@ def test_requests_are_recorded_on_loopback_without_secrets(sim: Simulator) -> No
 def test_paths_are_case_insensitive_and_double_slashes_collapse(sim: Simulator) -> None:
     http = session(sim)
     shouted = ARM_ACCOUNT.upper().replace("/PROVIDERS/", "//providers//") + "/STLEAKY01"
-    assert http.get(f"{sim.url}{shouted}", params={"api-version": "x"}).json()["name"] == "stleaky01"
+    assert http.get(f"{sim.url}{shouted}", params={"api-version": API}).json()["name"] == "stleaky01"
     graph = session(sim, GRAPH_AUD)
     assert graph.get(f"{sim.url}/v1.0//servicePrincipals/{SP_ID}").status_code == 200
 
@@ -569,7 +573,7 @@ def test_bad_json_and_unknown_routes_get_error_bodies(sim: Simulator) -> None:
     http = session(sim)
     bad = http.patch(
         f"{sim.url}{ARM_ACCOUNT}/stleaky01",
-        params={"api-version": "x"},
+        params={"api-version": API},
         data=b"{not json",
         headers={"Content-Type": "application/json"},
     )
@@ -585,21 +589,25 @@ def test_keep_alive_and_concurrency(sim: Simulator) -> None:
     context = ssl.create_default_context(cafile=str(sim.ca_path))
     with httpx.Client(verify=context, headers={"Authorization": f"Bearer {bearer}"}) as client:
         for _ in range(3):
-            assert client.get(f"{sim.url}{ARM_ACCOUNT}/stleaky01").status_code == 200
+            reply = client.get(f"{sim.url}{ARM_ACCOUNT}/stleaky01", params={"api-version": API})
+            assert reply.status_code == 200
         assert client.patch(f"{sim.url}/v1.0/servicePrincipals/{SP_ID}", json={}).status_code == 401
     ports = {r["client_port"] for r in sim.requests()[1:]}
     assert len(ports) == 1
     http = session(sim)
     with ThreadPoolExecutor(max_workers=16) as pool:
         statuses = list(
-            pool.map(lambda _: http.get(f"{sim.url}{ARM_ACCOUNT}/stleaky01").status_code, range(48))
+            pool.map(
+                lambda _: http.get(f"{sim.url}{ARM_ACCOUNT}/stleaky01", params={"api-version": API}),
+                range(48),
+            )
         )
-    assert statuses == [200] * 48
+    assert [s.status_code for s in statuses] == [200] * 48
 
 
 def test_admin_routes_for_out_of_process_use(sim: Simulator) -> None:
     http = session(sim)
-    http.post(f"{sim.url}{ARM_ACCOUNT}/stleaky01/listKeys")
+    http.post(f"{sim.url}{ARM_ACCOUNT}/stleaky01/listKeys", params={"api-version": API})
     admin = requests.Session()
     admin.trust_env = False
     admin.verify = str(sim.ca_path)
@@ -614,7 +622,7 @@ def test_admin_routes_for_out_of_process_use(sim: Simulator) -> None:
         ).status_code
         == 204
     )
-    assert http.get(f"{sim.url}{ARM_ACCOUNT}/stleaky01").status_code == 503
+    assert http.get(f"{sim.url}{ARM_ACCOUNT}/stleaky01", params={"api-version": API}).status_code == 503
     assert admin.post(f"{sim.url}/_sim/faults", json={"rules": [{"bogus": 1}]}).status_code == 400
     recorded = admin.get(f"{sim.url}/_sim/requests").json()
     assert [r["path"].rsplit("/", 1)[-1] for r in recorded] == ["token", "listKeys", "stleaky01"]
@@ -626,6 +634,7 @@ def test_other_callers_appear_in_event_claims(sim: Simulator) -> None:
     attacker = sim.issue_token("aaaaaaaa-0000-4000-8000-000000000001", SP_APP_ID)
     requests.post(
         f"{sim.url}{ARM_ACCOUNT}/stleaky01/listKeys",
+        params={"api-version": API},
         headers={"Authorization": f"Bearer {attacker}"},
         verify=str(sim.ca_path),
         timeout=10,
@@ -640,7 +649,7 @@ def test_sample_tenant_seeds_every_account(tmp_path: Any) -> None:
     with Simulator(tenant, cert_dir=tmp_path) as sim:
         http = session(sim)
         for account in tenant["storageAccounts"]:
-            reply = http.get(f"{sim.url}{account['id']}", params={"api-version": "x"})
+            reply = http.get(f"{sim.url}{account['id']}", params={"api-version": API})
             assert reply.status_code == 200
             assert reply.json()["tags"] == account.get("tags", {})
     assert (tmp_path / "ca.pem").is_file()

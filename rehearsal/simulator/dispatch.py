@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import threading
 from typing import Any
 
-from rehearsal.simulator import graph, loganalytics, sentinel, storage
+from rehearsal.simulator import apiversions, graph, loganalytics, sentinel, storage
 from rehearsal.simulator.auth import TokenStore, authenticate, issue_msi_token
 from rehearsal.simulator.events import EventLog
 from rehearsal.simulator.faults import Fault, FaultPlan
 from rehearsal.simulator.routing import (
+    ARM,
     GRAPH,
     LOGS,
     MSI,
@@ -28,6 +30,13 @@ from rehearsal.simulator.state import TenantState
 
 logger = logging.getLogger(__name__)
 _BAD_JSON = {GRAPH: "BadRequest", LOGS: "BadArgumentError", MSI: "BadRequest"}
+# Resource Manager's throttling budget headers, as recorded (azure-cli test_renew_account_key.yaml)
+_RATE_LIMIT = {
+    "GET": "x-ms-ratelimit-remaining-subscription-reads",
+    "READ_POST": "x-ms-ratelimit-remaining-subscription-resource-requests",
+    "WRITE": "x-ms-ratelimit-remaining-subscription-writes",
+}
+_RATE_LIMIT_LEFT = {"GET": "11999", "READ_POST": "11999", "WRITE": "1199"}
 
 
 def fault_reply(fault: Fault, api: str) -> Reply | None:
@@ -51,6 +60,7 @@ class Dispatcher:
         self._requests: list[dict[str, Any]] = []
         self._busy_lock = threading.Lock()
         self._busy: set[str] = set()
+        self._recorded: list[list[Any]] = []  # [method, path pattern, reply, answers left or None]
         self._routes: list[Route] = [
             route("GET", r"/msi/token", self._msi, MSI),
             *storage.ROUTES,
@@ -102,6 +112,26 @@ class Dispatcher:
         with self._log_lock:
             self._requests.clear()
 
+    def play_recorded(self, method: str, path: str, reply: Reply | None, count: int | None = None) -> None:
+        """Answer an authenticated `method` on paths matching `path` (a regex) with a recorded reply
+        instead of the simulated one (`count` times, or always), so adapters can be fed real Azure
+        responses; None clears all."""
+        with self._log_lock:
+            if reply is None:
+                self._recorded.clear()
+            else:
+                self._recorded.append([method.upper(), re.compile(path, re.IGNORECASE), reply, count])
+
+    def _recorded_reply(self, method: str, path: str) -> Reply | None:
+        with self._log_lock:
+            for entry in self._recorded:
+                wanted, pattern, reply, left = entry
+                if wanted == method and pattern.search(path) and (left is None or left > 0):
+                    if left is not None:
+                        entry[3] = left - 1
+                    return copy.deepcopy(reply)
+        return None
+
     def api(
         self,
         method: str,
@@ -131,11 +161,20 @@ class Dispatcher:
             if isinstance(caller, Reply):
                 return caller, None
             call = Call(method, path, query, headers, body, client, params, caller)
-        try:
-            reply = chosen.handler(self.ctx, call)
-        except Exception:  # a simulator bug must answer 500, not kill the connection
-            logger.exception("simulator handler failed for %s %s", method, path)
-            reply = error(api, 500, "InternalServerError", "The simulator failed to handle the request.")
+        refused = apiversions.check(path, query) if chosen.api == ARM else None
+        if refused is not None:
+            return refused, call.caller.object_id if call.caller else None
+        reply = self._recorded_reply(method, path)
+        if reply is None:
+            try:
+                reply = chosen.handler(self.ctx, call)
+            except Exception:  # a simulator bug must answer 500, not kill the connection
+                logger.exception("simulator handler failed for %s %s", method, path)
+                reply = error(api, 500, "InternalServerError", "The simulator failed to handle the request.")
+        if chosen.api == ARM:
+            kind = "READ_POST" if path.lower().endswith("/listkeys") else "WRITE"
+            kind = "GET" if method == "GET" else kind
+            reply.headers.setdefault(_RATE_LIMIT[kind], _RATE_LIMIT_LEFT[kind])
         return reply, call.caller.object_id if call.caller else None
 
     def admin(self, method: str, path: str, body: Any) -> Reply:

@@ -44,9 +44,10 @@ _STRING_OPS = {
 class KqlError(Exception):
     """A query Log Analytics would refuse; code is its inner error code (SyntaxError/SemanticError)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, engine_code: str = "") -> None:
         super().__init__(message)
         self.code = code
+        self.engine_code = engine_code  # the Kusto code (e.g. SEM0100) Log Analytics nests inside
 
 
 @dataclass
@@ -434,7 +435,12 @@ def run_query(
         raise KqlError("SyntaxError", "A query must start with a table name")
     name = head[0][1]
     if name not in tables:
-        raise KqlError("SemanticError", f"Failed to resolve table or column expression named '{name}'")
+        # a workspace has a table only once something sends it data (MicrosoftDocs/azure-docs#78711)
+        operator = tokenize(segments[1])[0][1] if len(segments) > 1 and tokenize(segments[1]) else ""
+        prefix = f"'{operator}' operator: " if operator else ""
+        raise KqlError(
+            "SemanticError", f"{prefix}Failed to resolve table or column expression named '{name}'", "SEM0100"
+        )
     table = table_from_rows(tables[name])
     if start is not None and end is not None and any(c == "TimeGenerated" for c, _ in table.columns):
         kept = []

@@ -46,7 +46,14 @@ def query(ctx: Context, call: Call) -> Reply:
         with ctx.state.lock:
             table = run_query(ctx.state.log_tables, text, start, end, now)
     except KqlError as exc:
-        return _bad_argument("The request had some invalid properties", exc.code, str(exc))
+        if not exc.engine_code:
+            return _bad_argument("The request had some invalid properties", exc.code, str(exc))
+        # as recorded (CDCgov/prime-reportstream#11773): SemanticError > SEM0100 with the message
+        reply = _bad_argument(
+            "The request had some invalid properties", exc.code, "A semantic error occurred."
+        )
+        reply.body["error"]["innererror"]["innererror"] = {"code": exc.engine_code, "message": str(exc)}
+        return reply
     return Reply(200, to_response(table))
 
 

@@ -102,8 +102,12 @@ def put_incident(ctx: Context, call: Call) -> Reply:
         incident = ctx.state.incidents.get(call.params["incident"].lower())
         sent = call.header("If-Match") or body.get("etag")
         if incident is not None and not _etag_matches(sent, incident["etag"]):
+            # Sentinel answers a stale etag with 409, not 412 (Azure/Azure-Sentinel#909)
             return error(
-                ARM, 412, "PreconditionFailed", "The incident was changed since it was read (etag mismatch)."
+                ARM,
+                409,
+                "Conflict",
+                f"Newer version of resource '{incident['name']}' exists. Data was not saved",
             )
         created = incident is None
         if created:
@@ -179,7 +183,7 @@ def put_comment(ctx: Context, call: Call) -> Reply:
             incident["comments"][key] = comment
         comment["properties"]["message"] = message
         comment["properties"]["lastModifiedTimeUtc"] = now
-        comment["etag"] = str(uuid.uuid4())  # comment etags are unquoted, unlike incident etags
+        comment["etag"] = f'"{uuid.uuid4()}"'  # quoted, like incident etags (recorded SOAR traffic)
         view = _comment_view(ctx, incident, comment)
         ctx.events.emit(call, view["id"], ctx.state.sentinel_scope[0], f"{OP}/comments/write")
         return Reply(201 if created else 200, view)

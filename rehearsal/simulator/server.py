@@ -21,7 +21,7 @@ from rehearsal.simulator.auth import TokenStore
 from rehearsal.simulator.dispatch import Dispatcher
 from rehearsal.simulator.events import EventLog
 from rehearsal.simulator.faults import FaultPlan
-from rehearsal.simulator.routing import Context
+from rehearsal.simulator.routing import Context, Reply
 from rehearsal.simulator.state import TenantState
 from rehearsal.simulator.tls import CA_FILE, load_or_create_ca, server_context
 from rehearsal.simulator.transport import HttpsServer
@@ -150,6 +150,22 @@ class Simulator:
     def set_faults(self, rules: list[dict[str, Any]], seed: int | None = None) -> None:
         """Replace the fault rules ([] clears them); raises ValueError on a malformed rule."""
         self._dispatcher.faults.set(rules, seed)
+
+    def play_recorded(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        count: int | None = None,
+    ) -> None:
+        """Answer `method` on paths matching the regex `path` with a recorded Azure response
+        (`count` times, or until `clear_recorded`)."""
+        self._dispatcher.play_recorded(method, path, Reply(status, body, dict(headers or {})), count)
+
+    def clear_recorded(self) -> None:
+        self._dispatcher.play_recorded("", "", None)
 
     def issue_token(self, object_id: str, app_id: str, audience: str = "https://management.azure.com") -> str:
         """A token for another caller (e.g. an attacker's app), so events name someone else."""

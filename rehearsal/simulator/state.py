@@ -90,7 +90,10 @@ class TenantState:
         subscription, group, name = _split_id(seed["id"])
         properties = copy.deepcopy(seed_properties(seed, ACCOUNT_FIELDS))
         created = properties.setdefault("creationTime", DEFAULT_CREATION_TIME)
+        # "keyCreationTime": null seeds an account older than the property: Azure reports null per key
         key_times = seed.get("keyCreationTime") or properties.pop("keyCreationTime", None) or {}
+        if "keyCreationTime" in seed and seed["keyCreationTime"] is None:
+            key_times = {"key1": None, "key2": None}
         seeded_keys = seed.get("keys") or {}
         keys = {}
         for key_name in ("key1", "key2"):

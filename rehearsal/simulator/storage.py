@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from rehearsal.simulator.routing import ARM, Call, Context, Reply, Route, error, route
 from rehearsal.simulator.state import new_etag
@@ -14,6 +15,7 @@ ACCOUNT = (
     r"/providers/Microsoft\.Storage/storageAccounts/(?P<account>[^/]+)"
 )
 CONTAINERS = ACCOUNT + r"/blobServices/default/containers"
+SUBSCRIPTION_ACCOUNTS = r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.Storage/storageAccounts"
 OP = "Microsoft.Storage/storageAccounts"
 # Properties ARM computes; a PATCH that sends them does not change them.
 READ_ONLY = {
@@ -117,6 +119,7 @@ def account_view(account: dict[str, Any], expand: str = "", now: str = "") -> di
         "accessTier": "Hot",
     }
     properties = _merge(properties, account["properties"])
+    # an account older than the property reports null per key (storage-account-keys-manage.md)
     properties["keyCreationTime"] = {k: v["creationTime"] for k, v in account["keys"].items()}
     routing = properties.get("routingPreference") or {}
     if routing.get("publishMicrosoftEndpoints"):
@@ -184,7 +187,7 @@ def _keys_body(account: dict[str, Any]) -> dict[str, Any]:
                 "keyName": name,
                 "value": key["value"],
                 "permissions": "FULL",
-                "creationTime": key["creationTime"],
+                **({"creationTime": key["creationTime"]} if key["creationTime"] else {}),
             }
             for name, key in sorted(account["keys"].items())
         ]
@@ -262,12 +265,37 @@ def _find_container(ctx: Context, call: Call) -> tuple[dict[str, Any], dict[str,
 
 
 def list_containers(ctx: Context, call: Call) -> Reply:
+    """BlobContainers_List: no `metadata` on any item (only a GET of one container has it), paged
+    by `$maxpagesize` with a `nextLink` that resumes after `$skipToken` (BlobContainersList.json)."""
+    size = call.query.get("$maxpagesize", "")
+    if size and not (size.isdigit() and 0 < int(size) <= 5000):
+        return error(ARM, 400, "InvalidQueryParameterValue", "$maxpagesize must be between 1 and 5000.")
     with ctx.state.lock:
         account = _find(ctx, call)
         if isinstance(account, Reply):
             return account
-        items = [container_view(account, c) for c in account["containers"].values()]
-        return Reply(200, {"value": items})
+        containers = sorted(account["containers"].values(), key=lambda c: c["name"])
+        skip = call.query.get("$skipToken", "").rsplit("/", 1)[-1]
+        if skip:
+            containers = [c for c in containers if c["name"] > skip]
+        page = containers[: int(size)] if size else containers
+        items = []
+        for container in page:
+            view = container_view(account, container)
+            view["properties"].pop("metadata", None)
+            items.append(view)
+        body: dict[str, Any] = {"value": items}
+        if size and len(containers) > len(page):
+            host = call.header("Host") or ""
+            query = urlencode(
+                {
+                    "api-version": call.query.get("api-version", ""),
+                    "$maxpagesize": size,
+                    "$skipToken": f"/{account['name']}/{page[-1]['name']}",
+                }
+            )
+            body["nextLink"] = f"https://{host}{call.path}?{query}"
+        return Reply(200, body)
 
 
 def get_container(ctx: Context, call: Call) -> Reply:
@@ -345,7 +373,20 @@ def operation_in_progress() -> Reply:
     return error(ARM, 409, *IN_PROGRESS)
 
 
+def list_accounts(ctx: Context, call: Call) -> Reply:
+    """StorageAccounts_List for a subscription (as recorded by cloud-custodian)."""
+    sub = call.params["sub"].lower()
+    with ctx.state.lock:
+        items = [
+            account_view(a, now=ctx.state.now())
+            for a in sorted(ctx.state.accounts.values(), key=lambda a: a["name"])
+            if a["subscriptionId"].lower() == sub
+        ]
+    return Reply(200, {"value": items})
+
+
 ROUTES: list[Route] = [
+    route("GET", SUBSCRIPTION_ACCOUNTS, list_accounts, ARM),
     route("GET", ACCOUNT, get_account, ARM),
     route("PATCH", ACCOUNT, patch_account, ARM),
     route("POST", ACCOUNT + "/listKeys", list_keys, ARM),

@@ -57,11 +57,18 @@ def write_comment(clients: Clients, incident: IncidentRef, incident_key: str, me
     return cid
 
 
+# a stale etag: Sentinel answers 409 Conflict "Newer version of resource ... exists. Data was not
+# saved" (Azure/Azure-Sentinel#909); 412 is what other ARM services answer to a failed If-Match
+STALE_ETAG = (409, 412)
+LABEL_ATTEMPTS = 4
+
+
 def add_labels(clients: Clients, incident: IncidentRef, labels: tuple[str, ...] = LABELS) -> list[str]:
-    """Add labels the incident lacks; retries once on an etag conflict. Returns the labels added."""
+    """Add labels the incident lacks, with the incident's etag; a stale etag (someone else wrote the
+    incident in between) re-reads it and tries again, keeping their change and ours."""
     from azure.core.exceptions import HttpResponseError
 
-    for attempt in range(2):
+    for attempt in range(LABEL_ATTEMPTS):
         current = _send(clients, "GET", incident).json()
         props = current.get("properties", {})
         present = {str(label.get("labelName", "")).lower() for label in props.get("labels") or []}
@@ -77,7 +84,7 @@ def add_labels(clients: Clients, incident: IncidentRef, labels: tuple[str, ...] 
             _send(clients, "PUT", incident, "", body, headers={"If-Match": str(current.get("etag", "*"))})
             return missing
         except HttpResponseError as exc:
-            if exc.status_code != 412 or attempt == 1:
+            if exc.status_code not in STALE_ETAG or attempt == LABEL_ATTEMPTS - 1:
                 raise
     return []
 

@@ -6,6 +6,8 @@ returned, logged or recorded. Verification reads `keyCreationTime` instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from responders.core.arm import StorageRef, is_container_name, parse_storage_id
@@ -37,8 +39,24 @@ def _client(clients: Clients, ref: StorageRef) -> StorageManagementClient:
     return clients.storage(ref.subscription)
 
 
-def read_account(clients: Clients, account_id: str) -> AccountFacts:
-    """GET the account and list its containers; a missing account is a fact, other errors raise."""
+# Container metadata needs one GET per container (the list leaves it out): read at most this many,
+# this many at a time, and only for the containers the signal names (all when it names none).
+MAX_METADATA_READS = 100
+METADATA_WORKERS = 8
+
+
+def read_account(
+    clients: Clients,
+    account_id: str,
+    *,
+    tags_decide: Callable[[Mapping[str, str]], bool] | None = None,
+    containers: tuple[str, ...] = (),
+) -> AccountFacts:
+    """GET the account and list its containers; a missing account is a fact, other errors raise.
+
+    Resource Manager's container list carries no metadata (BlobContainers_List), so when
+    `tags_decide` is given and the account's tags do not already decide, each container's metadata
+    is read with a GET of its own, bounded and concurrently."""
     from azure.core.exceptions import ResourceNotFoundError
 
     ref = _ref(account_id)
@@ -48,22 +66,51 @@ def read_account(clients: Clients, account_id: str) -> AccountFacts:
     except ResourceNotFoundError as exc:
         return AccountFacts(id=account_id, found=False, error=f"not found ({exc.reason or 404})")
     props = account.get("properties", {}) or {}
-    containers = tuple(
+    tags = dict(account.get("tags") or {})
+    listed = [c.as_dict() for c in client.blob_containers.list(ref.resource_group, ref.account)]
+    metadata: dict[str, dict[str, str]] = {}
+    unread = 0
+    if tags_decide is not None and not tags_decide(tags):
+        wanted = [c.get("name", "") for c in listed if not containers or c.get("name") in containers]
+        unread = max(0, len(wanted) - MAX_METADATA_READS)
+        metadata = _container_metadata(client, ref, wanted[:MAX_METADATA_READS])
+    facts = tuple(
         ContainerFacts(
             name=item.get("name", ""),
             public_access=str((item.get("properties", {}) or {}).get("publicAccess") or "None"),
-            metadata=dict((item.get("properties", {}) or {}).get("metadata") or {}),
+            metadata=metadata.get(item.get("name", ""), {}),
         )
-        for item in (c.as_dict() for c in client.blob_containers.list(ref.resource_group, ref.account))
+        for item in listed
     )
     allow = props.get("allowBlobPublicAccess")
     return AccountFacts(
         id=account_id,
-        tags=dict(account.get("tags") or {}),
+        tags=tags,
         allow_blob_public_access=None if allow is None else bool(allow),
-        key_creation_time={k: str(v) for k, v in (props.get("keyCreationTime") or {}).items()},
-        containers=containers,
+        key_creation_time=key_times(props.get("keyCreationTime")),
+        containers=facts,
+        metadata_unread=unread,
     )
+
+
+def key_times(raw: Any) -> dict[str, str | None]:
+    """keyCreationTime per key; an account older than the property reports null, kept as None."""
+    return {str(k): (None if v is None else str(v)) for k, v in (raw or {}).items()}
+
+
+def _container_metadata(
+    client: StorageManagementClient, ref: StorageRef, names: list[str]
+) -> dict[str, dict[str, str]]:
+    """GET each named container (concurrently) for the metadata the list leaves out."""
+    if not names:
+        return {}
+
+    def one(name: str) -> dict[str, str]:
+        item = client.blob_containers.get(ref.resource_group, ref.account, name).as_dict()
+        return dict((item.get("properties") or {}).get("metadata") or {})
+
+    with ThreadPoolExecutor(max_workers=min(METADATA_WORKERS, len(names)), thread_name_prefix="meta") as pool:
+        return dict(zip(names, pool.map(one, names), strict=True))
 
 
 def account_state(facts: AccountFacts) -> dict[str, Any]:
@@ -161,7 +208,7 @@ class RegenerateKey:
         created = ((props.get("properties") or {}).get("keyCreationTime") or {}).get(
             action.params["key_name"]
         )
-        return {"key": action.params["key_name"], "keyCreationTime": str(created) if created else None}
+        return {"key": action.params["key_name"], "keyCreationTime": key_times({"k": created})["k"]}
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         """Rotated after the signal: any key that was listed before `since` is already dead."""

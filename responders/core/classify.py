@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 from responders.core.model import AccountFacts, Facts, Signal, SignalKind, Verdict
@@ -23,6 +23,16 @@ def _matches(labels: Mapping[str, str], wanted: Mapping[str, tuple[str, ...]]) -
         return []
     lowered = _lowered(labels)
     return [f"{k}={lowered[k]}" for k, values in wanted.items() if lowered.get(k) in values]
+
+
+def tags_decide(policy: Policy) -> Callable[[Mapping[str, str]], bool]:
+    """Whether an account's tags alone mark it synthetic (then container metadata changes nothing),
+    or the policy names no metadata marker at all."""
+
+    def decide(tags: Mapping[str, str]) -> bool:
+        return not policy.synthetic_metadata or bool(_matches(tags, policy.synthetic_tags))
+
+    return decide
 
 
 @lru_cache(maxsize=64)
@@ -110,6 +120,10 @@ def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
             continue
         containers = tuple(c for a, c in signal.containers if a == account_id)
         marks = synthetic_marks(account, policy, containers, signal.blob)
+        if account.metadata_unread:
+            findings.append(
+                f"{account_id}: metadata of {account.metadata_unread} containers not read (over the bound)"
+            )
         if not marks:
             findings.append(f"{account_id}: no synthetic-data marker (tags, metadata or name pattern)")
             continue
@@ -159,6 +173,12 @@ def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
         elif not policy.in_scope(account_id):
             blocked[account_id] = "outside the allowed scopes of the policy"
 
+    if facts.evidence_error and signal.kind is SignalKind.ALERT:
+        findings.append(
+            f"storage logs could not be read ({facts.evidence_error}): which credentials were used is "
+            f"unknown, so the policy's fallback for alerts.revoke_credentials={policy.alert_credentials} "
+            "applies"
+        )
     principals_only = not signal.accounts and (signal.principals or signal.apps)
     if principals_only and signal.kind in (SignalKind.MANUAL, SignalKind.ALERT):
         exposed = True

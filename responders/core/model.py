@@ -91,9 +91,12 @@ class AccountFacts:
     found: bool = True
     tags: Mapping[str, str] = field(default_factory=dict)
     allow_blob_public_access: bool | None = None
-    key_creation_time: Mapping[str, str] = field(default_factory=dict)
+    # None for a key whose creation Azure never recorded (accounts older than the property)
+    key_creation_time: Mapping[str, str | None] = field(default_factory=dict)
     containers: tuple[ContainerFacts, ...] = ()
     error: str = ""
+    # containers whose metadata was not read (over the read bound), so not known to be unmarked
+    metadata_unread: int = 0
 
     @property
     def account_public_allowed(self) -> bool:
@@ -125,6 +128,8 @@ class Facts:
     # account id -> {authentication type: requests} from the storage logs around the signal; an
     # account absent here means "not known" (no workspace, or not asked), never "no access"
     access: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # why the storage logs could not be read (then `access` is empty: nothing is known)
+    evidence_error: str = ""
 
 
 class Verdict(NamedTuple):

@@ -1,0 +1,134 @@
+"""Where real Azure differs from what the code first assumed: the simulated tenant answers as Azure
+does (sources in tests/data/azure/SOURCES.md), and containment still works end to end."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from tests.harness import TENANT, account_id, sample
+from tests.simulator_fixtures import example
+
+EXPORT = "stsynthexport08"
+SAS_ALERT_INCIDENT = "d4e5f6a7-b8c9-4d0e-9f1a-3b4c5d6e7f80"
+
+
+def tenant_with(name: str, **changes: Any) -> dict[str, Any]:
+    """samples/tenant.json with one account's seed changed."""
+    tenant = copy.deepcopy(TENANT)
+    seed = next(a for a in tenant["storageAccounts"] if a["id"].endswith("/" + name))
+    seed.update(changes)
+    return tenant
+
+
+def account_write(name: str) -> dict[str, Any]:
+    """Sample 02 (account public access switched on), about another account."""
+    [event] = copy.deepcopy(sample("02-account-public-access-enabled.json"))
+    old = event["subject"]
+    new = account_id(name)
+    event = json.loads(json.dumps(event).replace(old, new))
+    event["id"] = f"7d2f3a4b-1c2d-4e3f-8a4b-{name[-2:]}c6d7e8f9a02"
+    return event
+
+
+def container_gets(h: Any) -> list[str]:
+    return [
+        r["path"].rsplit("/", 1)[-1]
+        for r in h.sim.requests()
+        if r["method"] == "GET" and "/blobServices/default/containers/" in r["path"]
+    ]
+
+
+# --- 1. the container list carries no metadata ----------------------------------------------------
+
+
+def test_an_account_marked_only_by_container_metadata_is_contained(make_harness) -> None:
+    tags = {"owner": "data-sharing@contoso.example"}  # no classification tag: only metadata marks it
+    h = make_harness(tenant=tenant_with(EXPORT, tags=tags))
+    event = account_write(EXPORT)
+    h.eventgrid(event)
+    row = h.incident(event["id"])
+    assert row["Leak"] is True, row["Reasons"]
+    assert any("container exports metadata data_classification=synthetic" in r for r in row["Reasons"])
+    assert row["Status"] == "contained"
+    assert {"exports", "staging"} <= set(container_gets(h))  # read from each container itself
+
+
+def test_container_metadata_is_not_read_when_the_tags_decide(make_harness) -> None:
+    h = make_harness(dry_run=True)
+    [event] = sample("02-account-public-access-enabled.json")  # tagged synthetic: the tags decide
+    h.eventgrid(event)
+    row = h.incident(event["id"])
+    assert row["Leak"] is True, (row["Reasons"], row["Findings"])
+    assert container_gets(h) == []
+
+
+def test_container_metadata_reads_are_bounded_and_say_what_was_not_read(make_harness, monkeypatch) -> None:
+    from responders.actions import storage
+
+    monkeypatch.setattr(storage, "MAX_METADATA_READS", 1)
+    containers = [
+        {"name": "a-plain", "publicAccess": "Blob", "metadata": {}},
+        {"name": "b-marked", "publicAccess": "None", "metadata": {"data_classification": "synthetic"}},
+    ]
+    h = make_harness(dry_run=True, tenant=tenant_with(EXPORT, tags={}, containers=containers))
+    event = account_write(EXPORT)
+    h.eventgrid(event)
+    row = h.incident(event["id"])
+    assert container_gets(h) == ["a-plain"]
+    assert any("metadata of 1 containers not read" in f for f in row["Findings"])
+
+
+# --- 3. a workspace without StorageBlobLogs ---------------------------------------------------------
+
+
+def test_alert_without_storage_logs_falls_back_to_the_policy_and_records_why(make_harness) -> None:
+    tenant = copy.deepcopy(TENANT)
+    tenant["logAnalytics"]["tables"].pop("StorageBlobLogs")
+    h = make_harness(tenant=tenant)
+    status, body, _ = h.http("alerts", sample("16-sentinel-alert-sas-reads.json"))
+    assert status == 200, body
+    [result] = body["results"]
+    assert result["status"] == "contained", result
+    kinds = sorted(o["kind"] for o in result["outcomes"])
+    assert kinds.count("storage.regenerate_key") == 2  # evidence unknown: rotate, as the policy says
+    assert "storage.revoke_user_delegation_keys" in kinds
+    [why] = [f for f in result["verdict"]["findings"] if "storage logs could not be read" in f]
+    assert "Failed to resolve table or column expression named 'StorageBlobLogs'" in why
+    assert "fallback" in why
+
+
+# --- 4. a stale Sentinel etag answers 409 -----------------------------------------------------------
+
+
+def test_labels_survive_a_stale_etag_409(make_harness) -> None:
+    h = make_harness()
+    h.sim.play_recorded(
+        "PUT",
+        rf"/incidents/{SAS_ALERT_INCIDENT}$",
+        409,
+        example("sentinel_arm_409_stale_etag_issue909.json"),
+        count=1,
+    )
+    status, body, _ = h.http("alerts", sample("16-sentinel-alert-sas-reads.json"))
+    assert status == 200, body
+    puts = [r for r in h.sim.requests() if r["method"] == "PUT" and r["path"].endswith(SAS_ALERT_INCIDENT)]
+    assert [r["status"] for r in puts] == [409, 200]
+    names = {label["labelName"] for label in h.sim.state.labels(SAS_ALERT_INCIDENT)}
+    assert {"synthetic-data-leak", "contained-by-responder"} <= names
+
+
+# --- 9. keyCreationTime null on older accounts -----------------------------------------------------
+
+
+def test_an_old_account_without_key_times_records_null_not_the_string_none(make_harness) -> None:
+    h = make_harness(tenant=tenant_with("stsynthclaims02", keyCreationTime=None))
+    [event] = sample("03-listkeys-by-app.json")
+    h.eventgrid(event)
+    row = h.incident(event["id"])
+    before = row["StateBefore"][account_id("stsynthclaims02").lower()]["keyCreationTime"]
+    assert before == {"key1": None, "key2": None}
+    rotations = [a for a in row["actions"] if a["Kind"] == "storage.regenerate_key"]
+    assert [a["Before"]["keyCreationTime"] for a in rotations] == [None, None]
+    assert row["Status"] == "contained"
