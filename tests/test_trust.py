@@ -202,3 +202,91 @@ def test_a_caller_allow_list_that_is_not_guids_is_a_configuration_error() -> Non
     env = {"RESPONDER_LEDGER_CONNECTION_STRING": "x", "RESPONDER_PLAYBOOK_CALLERS": "alice"}
     with pytest.raises(ConfigError, match="RESPONDER_PLAYBOOK_CALLERS"):
         Settings.from_env(env)
+
+
+# hostile shapes ----------------------------------------------------------------------------------
+def _nested(depth: int, leaf: Any = "x") -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def _nested_text(depth: int) -> str:
+    return '{"a": ' * depth + '"x"' + "}" * depth
+
+
+def _deep_bodies() -> list[tuple[str, bytes]]:
+    event = copy.deepcopy(sample("02-account-public-access-enabled.json")[0])
+    event["data"]["claims"] = "DEEP"
+    deep_claims = json.dumps(event).replace('"DEEP"', _nested_text(1000))
+    alert = sample("16-sentinel-alert-sas-reads.json")
+    deep_entities = dict(alert, Entities="[" * 5000 + "]" * 5000)
+    deep_extended = dict(alert, ExtendedProperties=_nested_text(5000))
+    incident = copy.deepcopy(sample("06-sentinel-incident.json"))
+    incident["object"]["properties"]["alerts"] = [{"properties": {"entities": f"[{_nested_text(900)}]"}}]
+    return [
+        ("object nested 1,000 deep", deep_claims.encode()),
+        ("array nested 1,000 deep", b"[" * 1000 + b"]" * 1000),
+        ("Entities string nested 5,000 deep", json.dumps(deep_entities).encode()),
+        ("ExtendedProperties string nested 5,000 deep", json.dumps(deep_extended).encode()),
+        ("incident alert entities nested 900 deep", json.dumps(incident).encode()),
+    ]
+
+
+@pytest.mark.parametrize(("what", "body"), _deep_bodies(), ids=[w for w, _ in _deep_bodies()])
+def test_deeply_nested_bodies_are_a_400_kept_under_rejected(make_harness, what: str, body: bytes) -> None:
+    h = make_harness()
+    status, answer, _ = h.http("alerts", body)
+    assert status == 400, (what, answer)
+    assert "nested" in answer["error"], answer
+    rejected = h.rt.clients.table().get_entity("rejected", answer["rejected"])
+    assert rejected["Reason"] == answer["error"]
+    assert rejected["Size"] == len(body)
+    assert h.writes() == []
+
+
+def test_a_deeply_nested_event_grid_event_is_rejected_not_retried_for_a_day(make_harness) -> None:
+    h = make_harness()
+    event = copy.deepcopy(sample("02-account-public-access-enabled.json")[0])
+    event["data"]["claims"] = _nested(1000)
+    h.eventgrid(event)  # returns: raising would make Event Grid redeliver a poison event for 24 hours
+    rejected = [r for r in h.all_ledger_rows() if r["PartitionKey"] == "rejected"]
+    assert len(rejected) == 1
+    assert "nested" in rejected[0]["Reason"]
+    assert h.writes() == []
+
+
+ACCOUNT = (PREFIX + "stsynthsas03").encode()
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("playbook", b'{"resourceId": "' + ACCOUNT + b'", "execute": false, "execute": true}'),
+        ("playbook", b'{"resourceId": "' + ACCOUNT + b'", "resourceId": "x", "execute": true}'),
+        ("alerts", b'{"SystemAlertId": "a", "SystemAlertId": "b", "AlertType": "x"}'),
+        ("alerts", b'[{"id": "e", "eventType": "x", "subject": "s", "data": {"b": {"k": 1, "k" : 2}}}]'),
+        # an escaped colon elsewhere must not hide the duplicate
+        ("alerts", b'{"SystemAlertId": "a\\u003a", "AlertType": "x", "AlertType": "y"}'),
+    ],
+)
+def test_a_body_with_a_duplicate_key_is_refused(make_harness, route: str, body: bytes) -> None:
+    h = make_harness()
+    status, answer, _ = h.http(route, body)
+    assert status == 400, answer
+    assert "duplicate key" in answer["error"], answer
+    assert h.writes() == []
+
+
+def test_bodies_without_duplicates_decode_as_before() -> None:
+    from responders.core.parse import decode_json
+
+    for raw in (
+        b'{"a": "x:y", "b": {"c": ":::"}}',
+        b'{"a" : 1, "b"\n:\t2}',
+        b'{"a\\u003a": 1, "b": "\\u003a"}',
+        b'{"a": "\\"k\\": 1", "k": 2}',
+        json.dumps(sample("06-sentinel-incident.json")).encode(),
+    ):
+        assert decode_json(raw) == json.loads(raw)

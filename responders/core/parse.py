@@ -36,15 +36,87 @@ VALIDATION = "microsoft.eventgrid.subscriptionvalidationevent"
 RESOURCE_DIMENSIONS = ("_resourceid", "resourceid")
 
 
+# orjson encodes at most 254 levels; Azure's deepest payloads nest about ten
+MAX_DEPTH = 254
+
+
 def decode_json(raw: bytes | bytearray | str) -> Any:
     """JSON text -> values, or BadInput with the reason. orjson, not json: decoding is a large share of
     what replaying captured events costs, and orjson is about 2.5x faster on them. It is also stricter:
     it refuses NaN, infinite numbers, lone surrogates and invalid UTF-8, none of which Azure sends
-    (integers beyond 64 bits become floats; no field we read is a number)."""
+    (integers beyond 64 bits become floats; no field we read is a number). Two things orjson accepts
+    are refused too: nesting deeper than MAX_DEPTH (it would break any later encoding of the value),
+    and a key given twice in one object (orjson keeps the last silently, so `"execute": false,
+    "execute": true` would read as true)."""
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc):
+            raise BadInput(f"body is nested deeper than {MAX_DEPTH} levels") from exc
         raise BadInput(f"body is not valid JSON: {exc}") from exc
+    if type(value) is dict or type(value) is list:
+        try:
+            out = orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:  # its only failure on decoded JSON is the depth limit
+            raise BadInput(f"body is nested deeper than {MAX_DEPTH} levels") from exc
+        if out != raw and _may_repeat_a_key(raw if type(raw) is bytes else _utf8(raw), out):
+            _refuse_duplicate_keys(raw)
+    return value
+
+
+def _utf8(raw: bytearray | str) -> bytes:
+    return raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+
+
+def _may_repeat_a_key(raw: bytes, out: bytes) -> bool:
+    """False when no object of the text can hold a key twice; `out` is the decoded value encoded
+    again. Text equal to it has no repeated key (the value has none). Otherwise colons are counted:
+    every colon of JSON text is a key's or a literal one inside a string, and encoding again keeps
+    both, while a repeated key loses its pair and so a colon. Only an escaped colon (backslash u003a)
+    comes back as one more, which could hide a loss: text with a backslash u003 takes the exact check."""
+    return out.count(b":") != raw.count(b":") or (b"\\" in raw and b"\\u003" in raw)
+
+
+def _too_deep(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
+def check_depth(value: Any) -> None:
+    """BadInput when an already decoded value (an Event Grid event the host decoded) nests too deep."""
+    if (type(value) is dict or type(value) is list) and _too_deep(value):
+        raise BadInput(f"event is nested deeper than {MAX_DEPTH} levels")
+
+
+def clip_depth(value: Any, depth: int = 0) -> Any:
+    """The value with every level below MAX_DEPTH replaced by a note, so even a hostile event can be
+    kept with its rejection (the recursion here is bounded by MAX_DEPTH)."""
+    if type(value) is dict:
+        if depth >= MAX_DEPTH:
+            return "(deeper levels not kept)"
+        return {k: clip_depth(v, depth + 1) for k, v in value.items()}
+    if type(value) is list:
+        if depth >= MAX_DEPTH:
+            return "(deeper levels not kept)"
+        return [clip_depth(v, depth + 1) for v in value]
+    return value
+
+
+def _refuse_duplicate_keys(raw: bytes | bytearray | str) -> None:
+    """The exact check, with the standard library's decoder (depth already bounded)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(items)
+        if len(found) != len(items):
+            seen: set[str] = set()
+            twice = next(k for k, _ in items if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+            raise BadInput(f"duplicate key {twice[:64]!r} in an object: each key may be given once")
+        return found
+
+    json.loads(raw, object_pairs_hook=pairs)
 
 
 def is_guid(value: object) -> bool:
@@ -268,12 +340,21 @@ def parse_cloudevent(item: Mapping[str, Any]) -> Signal:
     )
 
 
+def _embedded_json(text: str, field: str, empty: Any) -> Any:
+    """A field that carries JSON as a string (Sentinel's Entities, ExtendedProperties), decoded with
+    the same bounds as a body."""
+    if not text.strip():
+        return empty
+    try:
+        return decode_json(text)
+    except BadInput as exc:
+        detail = str(exc).removeprefix("body is ").replace("not valid JSON", "not JSON", 1)
+        raise BadInput(f"{field} is a string but {detail}") from exc
+
+
 def _entities(raw: Any) -> list[Mapping[str, Any]]:
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw) if raw.strip() else []
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"Entities is a string but not JSON: {exc.msg}") from exc
+        raw = _embedded_json(raw, "Entities", [])
     if raw is None:
         return []
     if not isinstance(raw, list) or not all(isinstance(e, Mapping) for e in raw):
@@ -369,10 +450,7 @@ def parse_sentinel_alert(item: Mapping[str, Any]) -> Signal:
     entities = _entities(item.get("Entities"))
     ext = item.get("ExtendedProperties")
     if isinstance(ext, str):
-        try:
-            ext = json.loads(ext) if ext.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"ExtendedProperties is a string but not JSON: {exc.msg}") from exc
+        ext = _embedded_json(ext, "ExtendedProperties", {})
     extra: list[str] = []
     if isinstance(ext, Mapping):
         for key in ("ResourceId", "resourceId", "Resource Id"):

@@ -9,7 +9,7 @@ from typing import Any
 import azure.functions as func
 
 from responders.core.model import BadInput
-from responders.core.parse import VALIDATION, guid, parse_body, parse_item
+from responders.core.parse import VALIDATION, check_depth, clip_depth, guid, parse_body, parse_item
 from responders.execute import TransientFailure
 from responders.service import Runtime, process, runtime
 
@@ -52,9 +52,11 @@ def handle_eventgrid(event: func.EventGridEvent) -> dict[str, Any] | None:
     rt = runtime()
     item = eventgrid_item(event)
     try:
+        check_depth(item)
         return process(item, rt)
     except BadInput as exc:
-        rt.ledger.reject(json.dumps(item, default=str).encode(), str(exc), "eventgrid", rt.clock())
+        kept = json.dumps(clip_depth(item), default=str).encode()
+        rt.ledger.reject(kept, str(exc), "eventgrid", rt.clock())
         log.warning("rejected event %s: %s", event.id, exc)
         return None
 
