@@ -150,7 +150,7 @@ def test_summary_line_counts_events_leaks_actions_and_calls(capsys) -> None:
     assert summary["events"] == 16
     assert summary["leaks"] == 11
     assert summary["rejected"] == 2
-    assert summary["actions"]["storage.regenerate_key"] == 8
+    assert summary["actions"]["storage.regenerate_key"] == 10
     assert summary["calls"]["write"] == 0, "dry-run writes nothing"
     assert summary["calls"]["read"] > 0
     assert all(json.loads(line)["file"] for line in lines[:-1])

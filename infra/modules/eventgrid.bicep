@@ -11,14 +11,15 @@ param deadLetterStorageAccountName string
 param deadLetterContainerName string
 
 // Control-plane operations that can expose a storage account or hand out credentials.
-// Event Grid compares strings case-insensitively (listKeys == listkeys).
+// Event Grid compares strings case-insensitively (listKeys == listkeys). Only Resource Manager
+// operations raise these events: Get User Delegation Key is a data-plane request (no event), and
+// is seen only in StorageBlobLogs, through alerts.
 var riskyStorageOperations = [
   'Microsoft.Storage/storageAccounts/write'
   'Microsoft.Storage/storageAccounts/blobServices/containers/write'
   'Microsoft.Storage/storageAccounts/listKeys/action'
   'Microsoft.Storage/storageAccounts/ListAccountSas/action'
   'Microsoft.Storage/storageAccounts/listServiceSas/action'
-  'Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action'
 ]
 
 resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {

@@ -26,10 +26,9 @@ OPERATIONS: Mapping[str, SignalKind] = {
     "microsoft.storage/storageaccounts/listkeys/action": SignalKind.KEYS_LISTED,
     "microsoft.storage/storageaccounts/listaccountsas/action": SignalKind.SAS_LISTED,
     "microsoft.storage/storageaccounts/listservicesas/action": SignalKind.SAS_LISTED,
-    "microsoft.storage/storageaccounts/blobservices/generateuserdelegationkey/action": (
-        SignalKind.USER_DELEGATION_KEY
-    ),
 }
+# Not here: Get User Delegation Key is a data-plane request and raises no Resource Manager event
+# (no Event Grid ResourceActionSuccess, no Activity Log entry); it shows only in StorageBlobLogs.
 RESOURCE_EVENTS = ("microsoft.resources.resourcewritesuccess", "microsoft.resources.resourceactionsuccess")
 BLOB_CREATED = "microsoft.storage.blobcreated"
 VALIDATION = "microsoft.eventgrid.subscriptionvalidationevent"
