@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -243,6 +244,24 @@ def owners_of(facts: Facts) -> list[str]:
     return sorted(set(found))
 
 
+def _identity(signal: Signal) -> tuple[str, ...]:
+    # a manual request happens when it is asked: its requestId, not its time, says which it is
+    when = "" if signal.kind is SignalKind.MANUAL else signal.occurred_at
+    return (signal.event_type, signal.subject[:1024], when, signal.operation)
+
+
+def same_event(signal: Signal, row: dict[str, Any]) -> bool:
+    """Is the recorded incident this event, or another body that happens to carry the same id? A
+    redelivery repeats the whole event; what is recorded of it is compared."""
+    when = "" if signal.kind is SignalKind.MANUAL else row.get("OccurredAt")
+    recorded = (row.get("EventType"), row.get("Subject"), when, row.get("Operation"))
+    return tuple(str(v or "").lower() for v in recorded) == tuple(v.lower() for v in _identity(signal))
+
+
+def event_digest(signal: Signal) -> str:
+    return hashlib.sha256("\n".join(_identity(signal)).lower().encode()).hexdigest()[:16]
+
+
 def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str, Any]:
     """Run one parsed-JSON item through the pipeline. BadInput propagates; transient failures raise
     TransientFailure only after the ledger holds what happened."""
@@ -250,6 +269,10 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
     signal = parse_item(item, now=now)
     dry_run = rt.settings.dry_run if execute is None else not execute
     earlier = rt.ledger.head(incident_key(signal.id))
+    if earlier is not None and not same_event(signal, earlier):
+        # the id was seen with another body (another resource, time or operation): a new event
+        signal = signal._replace(id=f"{signal.id}|{event_digest(signal)}")
+        earlier = rt.ledger.head(incident_key(signal.id))
     if earlier and (earlier.get("Status") in SETTLED or (earlier.get("Status") == "dry-run" and dry_run)):
         rt.ledger.note_delivery(earlier["PartitionKey"], int(earlier.get("Deliveries") or 1) + 1, now)
         row = rt.ledger.incident(earlier["PartitionKey"]) or earlier

@@ -503,10 +503,14 @@ def parse_monitor_alert(item: Mapping[str, Any]) -> Signal:
     operation = _text(context, "operationName").lower()
     kind = OPERATIONS.get(operation, SignalKind.ALERT)
     notes: tuple[str, ...] = ()
+    # the condition is part of the alert's identity: a Resolved notification delivered before the
+    # Fired one is its own (recorded, not acted on) event, not an earlier delivery of the alert
+    identity = alert_id.lower()
     if _text(essentials, "monitorCondition").lower() == "resolved":
         kind, notes = SignalKind.OTHER, ("alert is resolved, not fired",)
+        identity += "|resolved"
     return Signal(
-        id=alert_id.lower(),
+        id=identity,
         source="monitor-alert",
         kind=kind,
         event_type=f"AzureMonitorAlert/{_text(essentials, 'signalType')}",
@@ -538,7 +542,10 @@ def parse_playbook(item: Mapping[str, Any], requested_at: str) -> Signal:
                 "principal object id (GUID)"
             )
         principals = (resource.lower(),)
-    request_id = _text(item, "requestId", limit=MAX_ID) or f"{resource}|{','.join(sorted(actions))}"
+    # a request is its own event unless the caller names it: asking again (after a re-exposure, say)
+    # must act again; a caller that retries the same request gives the same requestId
+    named = _text(item, "requestId", limit=MAX_ID)
+    request_id = named or f"{resource}|{','.join(sorted(actions))}|{requested_at}"
     return Signal(
         id=f"playbook:{request_id}".lower(),
         source="playbook",
