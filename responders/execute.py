@@ -187,7 +187,8 @@ class Executor:
                     acted_at = self.clock()
                     self.ledger.update_action(incident, action.key, Before=before, IntentAt=acted_at)
                     sent_at = acted_at
-                    handler.apply(self.clients, action)
+                    written = handler.apply(self.clients, action)
+                self.ledger.record_writes(written, incident, action.key, acted_at)
                 after = {**self._read(handler, action, claim, written_at=acted_at), "actedAt": acted_at}
                 verified = handler.done(after, action, since)
                 return Outcome(

@@ -13,13 +13,14 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from responders.core.model import Action, Outcome, Plan
+from responders.core.model import Action, Outcome, Plan, Write
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
 
 INCIDENT_ROW = "incident"
 CONTAINED = "contained"  # partition: shape key -> the incident that last contained that change
+WRITES = "write"  # partition: correlation id -> a write the responder made (resource, operation)
 ACCOUNT_WRITES = "account-write"  # partition: one write lease per storage account
 TERMINAL = ("contained", "already-contained", "failed", "skipped", "restored")
 LEASE_SECONDS = 120
@@ -393,6 +394,36 @@ class Ledger:
         except ResourceModifiedError:
             return None
         return str(written["etag"])
+
+    # the responder's own writes, by correlation id (echo suppression) ---------------------
+    def record_writes(self, writes: list[Write], incident: str, action_key: str, at: str) -> None:
+        """Keep each write's correlation id with its resource and operation: its Event Grid echo is
+        recognised by all three, and nothing else made with the responder's identity is."""
+        from azure.data.tables import UpdateMode
+
+        for write in writes:
+            self.table.upsert_entity(
+                {
+                    "PartitionKey": WRITES,
+                    "RowKey": write.correlation_id,
+                    "Resource": write.resource,
+                    "Operation": write.operation,
+                    "Incident": incident,
+                    "Action": action_key,
+                    "WrittenAt": at,
+                },
+                mode=UpdateMode.REPLACE,
+            )
+
+    def own_write(self, correlation_id: str) -> dict[str, Any] | None:
+        """The write the responder recorded under this correlation id (one point read), or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._ensure()
+        try:
+            return dict(self.table.get_entity(WRITES, correlation_id))
+        except ResourceNotFoundError:
+            return None
 
     # whole documents (evidence rows) -------------------------------------------------------
     def store_document(self, incident: str, name: str, value: Any) -> None:

@@ -99,7 +99,8 @@ def restore(rt: Runtime, incident: str, *, execute: bool, by: str) -> dict[str, 
             continue
         handler = HANDLERS[action.kind]
         try:
-            handler.restore(rt.clients, action, record.get("Before") or {})  # type: ignore[attr-defined]
+            written = handler.restore(rt.clients, action, record.get("Before") or {})  # type: ignore[attr-defined]
+            rt.ledger.record_writes(written, incident, action.key, rt.clock())
             after = handler.read(rt.clients, action)
             entry.update(status="restored", after=after)
             rt.ledger.update_action(

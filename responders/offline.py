@@ -175,9 +175,9 @@ class OfflineClassifier:
     def plan(self, raw: bytes | str | Any, *, now: str = "") -> Plan:
         """One event (JSON bytes or text, or the parsed item) -> its Plan, as a dry-run would make it.
 
-        Raises BadInput with the reason for input the pipeline would reject. The policy should already
-        hold the responder's own identity (`Settings.policy` does), so its echoes are ignored; `now` is
-        the request time given to manual playbook requests.
+        Raises BadInput with the reason for input the pipeline would reject. Changes made with the
+        responder's own identity are judged and flagged (without a ledger no echo is recognised); `now`
+        is the request time given to manual playbook requests.
         """
         item = decode_json(raw) if isinstance(raw, (bytes, bytearray, str)) else raw
         if type(item) is list:
@@ -191,10 +191,9 @@ class OfflineClassifier:
         if template is not None:
             return template.for_signal(signal)
         policy = self.policy
-        # as service.needs_facts: nothing is read for signals that are ignored before any facts matter
-        wanted = (
-            signal.kind is not SignalKind.OTHER and signal.caller.object_id not in policy.responder_object_ids
-        )
+        # as service: nothing is read for signals ignored before any facts matter (offline there is no
+        # ledger, so no write is recognised as the responder's own echo)
+        wanted = signal.kind is not SignalKind.OTHER
         facts = self.facts(signal) if wanted else Facts()
         made = make_plan(signal, facts, classify(signal, facts, policy), policy)
         if len(self._plans) < self.max_shapes:

@@ -82,10 +82,20 @@ def set_runtime(value: Runtime | None) -> None:
         _runtime = value
 
 
-def needs_facts(signal: Signal, rt: Runtime) -> bool:
-    if signal.kind is SignalKind.OTHER:
-        return False
-    return signal.caller.object_id not in rt.settings.policy.responder_object_ids
+def recorded_echo(signal: Signal, rt: Runtime) -> str:
+    """Why the signal is the echo of a write the ledger recorded as the responder's own, or "" when it
+    is not: the correlation id, the resource, the operation and the caller must all match."""
+    if not signal.correlation_id or signal.kind is SignalKind.OTHER:
+        return ""
+    if signal.caller.object_id not in rt.settings.policy.responder_object_ids:
+        return ""
+    row = rt.ledger.own_write(signal.correlation_id) or {}
+    if (row.get("Resource"), row.get("Operation")) != (signal.subject.lower(), signal.operation):
+        return ""
+    return (
+        f"echo of the responder's own write in incident {row.get('Incident')} "
+        f"({signal.operation}, correlation id {signal.correlation_id}, written {row.get('WrittenAt')})"
+    )
 
 
 def resolve_search(signal: Signal, rt: Runtime) -> Signal:
@@ -345,12 +355,15 @@ def _classify_and_execute(
 
     policy = rt.settings.policy
     responder = rt.settings.identity_object_id
+    echo = ""
     try:
-        if needs_facts(signal, rt):
+        echo = recorded_echo(signal, rt)
+        needs_facts = signal.kind is not SignalKind.OTHER and not echo
+        if needs_facts:
             signal = resolve_search(signal, rt)
-        facts = gather_facts(signal, rt) if needs_facts(signal, rt) else Facts()
+        facts = gather_facts(signal, rt) if needs_facts else Facts()
     except Exception as exc:
-        empty = make_plan(signal, Facts(), classify(signal, Facts(), policy), policy)
+        empty = make_plan(signal, Facts(), classify(signal, Facts(), policy, echo=echo), policy)
         transient = is_transient(exc)
         status = "facts-failed" if transient else "failed"
         rt.ledger.record_incident(
@@ -363,7 +376,7 @@ def _classify_and_execute(
         result = report(empty, [], status, dry_run)
         result["error"] = describe(exc)
         return result
-    verdict = classify(signal, facts, policy)
+    verdict = classify(signal, facts, policy, echo=echo)
     plan = make_plan(signal, facts, verdict, policy)
     state_before = {a: account_state(f) for a, f in facts.accounts.items() if f.found}
     first_status = "ignored" if not verdict.leak else ("dry-run" if dry_run else "planned")

@@ -268,13 +268,18 @@ def test_non_synthetic_account_is_ignored_with_reason() -> None:
     assert any("no synthetic-data marker" in f for f in verdict.findings)
 
 
-def test_own_identity_echo_is_ignored() -> None:
+def test_own_identity_alone_is_not_an_echo_only_a_recorded_write_is() -> None:
     event = resource_event(
         "Microsoft.Storage/storageAccounts/write", caller="0f6a2c1e-9d3b-4e55-8a61-5c2b7e9d1a00"
     )
-    verdict = classify(parse_item(event, now=NOW), synthetic_account(), POLICY)
-    assert not verdict.leak
-    assert "own identity" in verdict.reasons[0]
+    signal = parse_item(event, now=NOW)
+    verdict = classify(signal, synthetic_account(), POLICY)
+    assert verdict.leak, "a change made with our identity but not recorded as ours is judged in full"
+    assert any("responder's own identity" in f for f in verdict.findings)
+    why = "echo of the responder's own write in incident x"
+    echo = classify(signal, synthetic_account(), POLICY, echo=why)
+    assert not echo.leak
+    assert echo.reasons == (why,)
 
 
 def test_exempt_and_out_of_scope_accounts_are_blocked() -> None:

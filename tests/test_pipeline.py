@@ -97,7 +97,7 @@ def test_non_synthetic_event_changes_nothing_and_says_why(make_harness) -> None:
     assert h.writes() == []
 
 
-def test_own_echo_is_ignored_without_reading_anything(make_harness) -> None:
+def test_a_write_with_our_identity_but_not_recorded_as_ours_is_judged_and_flagged(make_harness) -> None:
     h = make_harness()
     [event] = sample("13-own-echo.json")
     assert (
@@ -105,8 +105,9 @@ def test_own_echo_is_ignored_without_reading_anything(make_harness) -> None:
         == RESPONDER_OID
     )
     h.eventgrid(event)
-    assert "own identity" in h.incident(event["id"])["Reasons"][0]
-    assert [r for r in h.sim.requests() if not r["path"].startswith("/msi")] == []
+    row = h.incident(event["id"])
+    assert row["Status"] == "contained"
+    assert any("matching no write it recorded" in f for f in row["Findings"])
 
 
 def test_simulator_echo_of_our_own_containment_is_ignored(make_harness) -> None:

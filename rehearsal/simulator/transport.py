@@ -127,6 +127,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         dispatcher = self.server.dispatcher
         arrived = time.time()
+        # Resource Manager gives each request an id and, unless the client sent one, a correlation id
+        # equal to it; the answer carries both and the request's Event Grid event the correlation id
+        self._request_id = str(uuid.uuid4())
+        self._correlation = self.headers.get("x-ms-correlation-request-id") or self._request_id
         split = urlsplit(self.path)
         path = normalize_path(split.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
@@ -157,6 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = storage.operation_in_progress()
             elif not fault or fault.after:
                 headers = {k: v for k, v in self.headers.items()}
+                headers.setdefault("x-ms-correlation-request-id", self._correlation)
                 reply, caller = dispatcher.api(
                     self.command, path, query, headers, body, bad_json, self.client_address[0]
                 )
@@ -192,8 +197,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         payload = b"" if reply.body is None else json.dumps(reply.body).encode("utf-8")
         self.send_response(reply.status)
-        request_id = str(uuid.uuid4())
-        correlation = self.headers.get("x-ms-correlation-request-id") or request_id
+        request_id = getattr(self, "_request_id", "") or str(uuid.uuid4())
+        correlation = getattr(self, "_correlation", "") or request_id
         headers = {
             "x-ms-request-id": request_id,
             "x-ms-correlation-request-id": correlation,

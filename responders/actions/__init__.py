@@ -14,7 +14,7 @@ from responders.actions.storage import (
 
 if TYPE_CHECKING:
     from responders.clients import Clients
-    from responders.core.model import Action
+    from responders.core.model import Action, Write
 
 
 class Handler(Protocol):
@@ -34,7 +34,7 @@ class Handler(Protocol):
 
     def done_at(self, state: dict[str, Any]) -> str: ...
 
-    def apply(self, clients: Clients, action: Action) -> None: ...
+    def apply(self, clients: Clients, action: Action) -> list[Write]: ...
 
 
 HANDLERS: dict[str, Handler] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from responders.core.model import Action, PrincipalFacts
+from responders.core.model import Action, PrincipalFacts, Write
 from responders.core.parse import guid
 
 if TYPE_CHECKING:
@@ -95,11 +95,14 @@ class DisableServicePrincipal:
     def done_at(self, state: dict[str, Any]) -> str:
         return ""
 
-    def apply(self, clients: Clients, action: Action) -> None:
+    def apply(self, clients: Clients, action: Action) -> list[Write]:
+        """Graph writes raise no Event Grid event, so there is no echo to recognise."""
         self._set(clients, action.target, enabled=False)
+        return []
 
-    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> None:
+    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> list[Write]:
         self._set(clients, action.target, enabled=before.get("accountEnabled") is not False)
+        return []
 
     @staticmethod
     def _set(clients: Clients, object_id: str, *, enabled: bool) -> None:

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from responders.core.arm import StorageRef, is_container_name, parse_storage_id
-from responders.core.model import AccountFacts, Action, ContainerFacts
+from responders.core.model import AccountFacts, Action, ContainerFacts, Write
+from responders.core.parse import guid
 from responders.core.timeutil import is_after
 
 if TYPE_CHECKING:
@@ -37,6 +38,27 @@ def _container(action: Action) -> str:
 
 def _client(clients: Clients, ref: StorageRef) -> StorageManagementClient:
     return clients.storage(ref.subscription)
+
+
+OPERATION = "microsoft.storage/storageaccounts"
+
+
+class Recorder:
+    """Notes the correlation id Resource Manager gives each successful answer to a write (azure-core's
+    `raw_response_hook`), so the ledger can tell the write's Event Grid echo from anyone else's change."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def __call__(self, response: Any) -> None:
+        http = response.http_response
+        if 200 <= http.status_code < 300:
+            correlation = guid(http.headers.get("x-ms-correlation-request-id"))
+            if correlation:
+                self.ids.append(correlation)
+
+    def writes(self, resource: str, operation: str) -> list[Write]:
+        return [Write(c, resource.lower(), f"{OPERATION}/{operation}") for c in dict.fromkeys(self.ids)]
 
 
 # Container metadata needs one GET per container (the list leaves it out): read at most this many,
@@ -139,18 +161,22 @@ class DisablePublicAccess:
     def done_at(self, state: dict[str, Any]) -> str:
         return ""
 
-    def apply(self, clients: Clients, action: Action) -> None:
-        ref = _ref(action.target)
-        _client(clients, ref).storage_accounts.update(
-            ref.resource_group, ref.account, {"properties": {"allowBlobPublicAccess": False}}
-        )
+    def apply(self, clients: Clients, action: Action) -> list[Write]:
+        return self._set(clients, action, False)
 
-    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> None:
-        ref = _ref(action.target)
-        value = before.get("allowBlobPublicAccess")
+    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> list[Write]:
+        return self._set(clients, action, before.get("allowBlobPublicAccess") is not False)
+
+    @staticmethod
+    def _set(clients: Clients, action: Action, allow: bool) -> list[Write]:
+        ref, seen = _ref(action.target), Recorder()
         _client(clients, ref).storage_accounts.update(
-            ref.resource_group, ref.account, {"properties": {"allowBlobPublicAccess": value is not False}}
+            ref.resource_group,
+            ref.account,
+            {"properties": {"allowBlobPublicAccess": allow}},
+            raw_response_hook=seen,
         )
+        return seen.writes(ref.account_id, "write")
 
 
 class MakeContainerPrivate:
@@ -174,23 +200,25 @@ class MakeContainerPrivate:
     def done_at(self, state: dict[str, Any]) -> str:
         return ""
 
-    def apply(self, clients: Clients, action: Action) -> None:
-        ref = _ref(action.target)
-        _client(clients, ref).blob_containers.update(
-            ref.resource_group,
-            ref.account,
-            _container(action),
-            {"properties": {"publicAccess": "None"}},
-        )
+    def apply(self, clients: Clients, action: Action) -> list[Write]:
+        return self._set(clients, action, "None")
 
-    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> None:
-        ref = _ref(action.target)
+    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> list[Write]:
+        return self._set(clients, action, before.get("publicAccess", "None"))
+
+    @staticmethod
+    def _set(clients: Clients, action: Action, level: str) -> list[Write]:
+        ref, seen = _ref(action.target), Recorder()
+        container = _container(action)
         _client(clients, ref).blob_containers.update(
             ref.resource_group,
             ref.account,
-            _container(action),
-            {"properties": {"publicAccess": before.get("publicAccess", "None")}},
+            container,
+            {"properties": {"publicAccess": level}},
+            raw_response_hook=seen,
         )
+        resource = f"{ref.account_id}/blobServices/default/containers/{container}"
+        return seen.writes(resource, "blobservices/containers/write")
 
 
 class RegenerateKey:
@@ -217,13 +245,18 @@ class RegenerateKey:
     def done_at(self, state: dict[str, Any]) -> str:
         return str(state.get("keyCreationTime") or "")
 
-    def apply(self, clients: Clients, action: Action) -> None:
-        ref = _ref(action.target)
+    def apply(self, clients: Clients, action: Action) -> list[Write]:
+        ref, seen = _ref(action.target), Recorder()
         # retry_total=0: a blind transport retry would rotate twice; the executor verifies instead.
         result = _client(clients, ref).storage_accounts.regenerate_key(
-            ref.resource_group, ref.account, {"keyName": action.params["key_name"]}, retry_total=0
+            ref.resource_group,
+            ref.account,
+            {"keyName": action.params["key_name"]},
+            retry_total=0,
+            raw_response_hook=seen,
         )
         del result
+        return seen.writes(ref.account_id, "regeneratekey/action")
 
 
 class RevokeUserDelegationKeys:
@@ -243,6 +276,9 @@ class RevokeUserDelegationKeys:
     def done_at(self, state: dict[str, Any]) -> str:
         return str(state.get("writtenAt") or "")
 
-    def apply(self, clients: Clients, action: Action) -> None:
-        ref = _ref(action.target)
-        _client(clients, ref).storage_accounts.revoke_user_delegation_keys(ref.resource_group, ref.account)
+    def apply(self, clients: Clients, action: Action) -> list[Write]:
+        ref, seen = _ref(action.target), Recorder()
+        _client(clients, ref).storage_accounts.revoke_user_delegation_keys(
+            ref.resource_group, ref.account, raw_response_hook=seen
+        )
+        return seen.writes(ref.account_id, "revokeuserdelegationkeys/action")

@@ -99,16 +99,26 @@ def _credential_reason(signal: Signal) -> str:
     return f"{what} by {who}{kind}"
 
 
-def classify(signal: Signal, facts: Facts, policy: Policy) -> Verdict:
-    """Decide whether the signal is a synthetic-data leak; every branch says why."""
+def classify(signal: Signal, facts: Facts, policy: Policy, echo: str = "") -> Verdict:
+    """Decide whether the signal is a synthetic-data leak; every branch says why.
+
+    `echo` is why the ledger recognises the signal as the echo of one of the responder's own recorded
+    writes (see `service.recorded_echo`): only then is it ignored. Any other change made with the
+    responder's identity is judged like anyone's, and flagged.
+    """
     if signal.kind is SignalKind.OTHER:
         return Verdict(False, "none", 1.0, signal.notes or ("not a signal this responder handles",))
-    caller = signal.caller.object_id.lower()
-    if caller and caller in policy.responder_object_ids:
-        return Verdict(False, "none", 1.0, ("caused by the responder's own identity (echo of containment)",))
+    if echo:
+        return Verdict(False, "none", 1.0, (echo,))
 
     reasons: list[str] = []
     findings: list[str] = []
+    caller = signal.caller.object_id.lower()
+    if caller and caller in policy.responder_object_ids:
+        findings.append(
+            f"changed with the responder's own identity ({caller}) but matching no write it recorded: "
+            "a stolen token or a call made outside the responder; handled like anyone's change"
+        )
     blocked: dict[str, str] = {}
     synthetic: list[str] = []
     severity = "none"

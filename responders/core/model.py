@@ -48,8 +48,9 @@ class Caller(NamedTuple):
 class Signal(NamedTuple):
     """One risky change or alert, independent of the schema it arrived in.
 
-    `id` and the three fields after `event_type` identify the event (which one, when, about which
-    subject or Sentinel incident); verdicts and plans never depend on them (see `core.plan.shape`).
+    `id` and the four fields after `event_type` identify the event (which one, when, about which
+    subject or Sentinel incident, under which Resource Manager correlation id); verdicts and plans
+    never depend on them (see `core.plan.shape`).
     """
 
     id: str
@@ -59,6 +60,7 @@ class Signal(NamedTuple):
     occurred_at: str = ""
     subject: str = ""
     incident_id: str = ""
+    correlation_id: str = ""  # a validated GUID: the write's x-ms-correlation-request-id, or ""
     operation: str = ""
     accounts: tuple[str, ...] = ()
     containers: tuple[tuple[str, str], ...] = ()
@@ -155,6 +157,14 @@ class Action(NamedTuple):
     after: tuple[str, ...] = ()
     mode: str = "auto"
     reversible: bool = True
+
+
+class Write(NamedTuple):
+    """A write the responder sent to Resource Manager, named as its Event Grid echo will name it."""
+
+    correlation_id: str  # the answer's x-ms-correlation-request-id (a GUID)
+    resource: str  # the resource id, lower case
+    operation: str  # e.g. microsoft.storage/storageaccounts/write, lower case
 
 
 class Plan(NamedTuple):

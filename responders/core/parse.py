@@ -255,6 +255,7 @@ def _resource_signal(
         accounts=accounts,
         containers=containers,
         caller=_caller(data),
+        correlation_id=guid(data.get("correlationId")),
         notes=notes,
     )
 

@@ -149,12 +149,13 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
 
 
 # A signal's identity: which event it was, when, and the ids of what it reported (the subject, the
-# Sentinel incident). Classifying and planning read none of it (only the incident key is made from the
-# id; the resources acted on are in `accounts`, `containers` and `blob`), so two signals equal in every
-# other field get the same verdict and actions. `shape` is that rest, and a `Template` gives each event
-# the plan of its shape. The identity fields are `id` (field 0) and the three after `event_type`.
-IDENTITY = ("id", "occurred_at", "subject", "incident_id")
-_FROM, _TO = Signal._fields.index("occurred_at"), Signal._fields.index("incident_id") + 1
+# Sentinel incident, the write's correlation id). Classifying and planning read none of it (only the
+# incident key is made from the id; the resources acted on are in `accounts`, `containers` and `blob`),
+# so two signals equal in every other field get the same verdict and actions. `shape` is that rest, and
+# a `Template` gives each event the plan of its shape. The identity fields are `id` (field 0) and the
+# four after `event_type`.
+IDENTITY = ("id", "occurred_at", "subject", "incident_id", "correlation_id")
+_FROM, _TO = Signal._fields.index("occurred_at"), Signal._fields.index("correlation_id") + 1
 
 
 def shape(signal: Signal) -> tuple[object, ...]:
