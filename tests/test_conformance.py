@@ -327,7 +327,10 @@ def test_regenerate_key_takes_the_recorded_answer_and_drops_it(recorded: Any) ->
     headers = {k: v[0] for k, v in interaction["response"]["headers"].items() if k.startswith("x-ms-")}
     recorded.sim.play_recorded("POST", "/regenerateKey$", 200, body, headers)
     action = Action("storage.regenerate_key", account, "k", "", {"key_name": "key1"})
-    assert RegenerateKey().apply(recorded.rt.clients, action) is None
+    written = RegenerateKey().apply(recorded.rt.clients, action)
+    # only the write's correlation id, resource and operation come back: the keys are dropped
+    assert [w.operation for w in written] == ["microsoft.storage/storageaccounts/regeneratekey/action"]
+    assert not any(key["value"] in repr(written) for key in body["keys"])
 
 
 def test_sentinel_adapter_parses_the_recorded_comment_incident_and_comments(recorded: Any) -> None:
