@@ -110,6 +110,43 @@ def resolve_search(signal: Signal, rt: Runtime) -> Signal:
     return signal._replace(accounts=tuple(found))
 
 
+# Sentinel attaches entities minutes after it creates an incident (6-10 in Azure/Azure-Sentinel#4661):
+# until this long after the incident's first activity, an incident naming nothing is asked again.
+ENTITY_WAIT_SECONDS = 30 * 60
+
+
+class EntitiesPending(TransientFailure):
+    """The incident names nothing to contain yet; a redelivery reads its entities again."""
+
+
+def resolve_entities(signal: Signal, rt: Runtime) -> Signal:
+    """An incident trigger that names no target: read the entities from the incident itself (its id
+    validated, inside the configured workspace). Still none while the incident is young: ask for a
+    redelivery rather than conclude there is nothing to contain."""
+    if signal.source != "sentinel-incident" or signal.accounts or signal.principals or signal.apps:
+        return signal
+    from responders.actions.sentinel import incident_entities
+    from responders.core.parse import entity_targets
+    from responders.followup import incident_to_write
+
+    incident, why = incident_to_write(signal.incident_id, rt)
+    if incident is None:
+        log.info("incident entities not read: %s", why)
+        return signal
+    found = entity_targets(incident_entities(rt.clients, incident))
+    merged = {k: tuple(dict.fromkeys((*getattr(signal, k), *v))) for k, v in found.items()}
+    signal = signal._replace(**merged)
+    if signal.accounts or signal.principals or signal.apps:
+        return signal
+    started, now = parse_time(signal.occurred_at), parse_time(rt.clock())
+    if started is not None and now is not None and (now - started).total_seconds() < ENTITY_WAIT_SECONDS:
+        raise EntitiesPending(
+            f"incident {incident.name} names no entities yet (Sentinel attaches them minutes later): "
+            "asking for a redelivery"
+        )
+    return signal
+
+
 def gather_facts(signal: Signal, rt: Runtime) -> Facts:
     """Read every resource the signal names, concurrently; read-only."""
     from responders.actions.identity import principals_for_app, read_principal
@@ -360,11 +397,11 @@ def _classify_and_execute(
         echo = recorded_echo(signal, rt)
         needs_facts = signal.kind is not SignalKind.OTHER and not echo
         if needs_facts:
-            signal = resolve_search(signal, rt)
+            signal = resolve_entities(resolve_search(signal, rt), rt)
         facts = gather_facts(signal, rt) if needs_facts else Facts()
     except Exception as exc:
         empty = make_plan(signal, Facts(), classify(signal, Facts(), policy, echo=echo), policy)
-        transient = is_transient(exc)
+        transient = is_transient(exc) or isinstance(exc, EntitiesPending)
         status = "facts-failed" if transient else "failed"
         rt.ledger.record_incident(
             empty, status=status, now=now, responder=responder, dry_run=dry_run, earlier=earlier

@@ -132,3 +132,101 @@ def test_an_old_account_without_key_times_records_null_not_the_string_none(make_
     rotations = [a for a in row["actions"] if a["Kind"] == "storage.regenerate_key"]
     assert [a["Before"]["keyCreationTime"] for a in rotations] == [None, None]
     assert row["Status"] == "contained"
+
+
+# --- 5. a CloudApplication's appId is a Defender for Cloud Apps int32 ------------------------------
+
+
+def test_a_cloud_application_entity_maps_to_no_service_principal() -> None:
+    from responders.core.parse import parse_item
+
+    spec = example("securityinsights_entitytypes_excerpt_2024_09_01.json")
+    assert spec["CloudApplicationEntityProperties"]["properties"]["appId"]["format"] == "int32"
+    incident = copy.deepcopy(sample("06-sentinel-incident.json"))
+    entities = incident["object"]["properties"]["relatedEntities"]
+    app = next(e for e in entities if e["kind"] == "CloudApplication")
+    assert isinstance(app["properties"]["appId"], int)
+    for value in (20893, "1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b"):  # even a GUID-looking one is not Entra's
+        app["properties"]["appId"] = value
+        signal = parse_item(incident, now="2026-11-25T08:00:00Z")
+        assert signal.apps == ()
+        [note] = signal.notes
+        assert "cannot be mapped to a service principal by an immutable id" in note
+    # the Account entity's aadUserId is an Entra object id: that one is acted on
+    assert signal.principals == ("6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e",)
+
+
+def test_the_sentinel_incident_reports_the_unmappable_app_and_disables_by_object_id(make_harness) -> None:
+    h = make_harness()
+    status, body, _ = h.http("alerts", sample("06-sentinel-incident.json"))
+    assert status == 200, body
+    [result] = body["results"]
+    assert any("cannot be mapped to a service principal" in f for f in result["verdict"]["findings"])
+    graph = [r["path"] for r in h.sim.requests() if r["path"].startswith("/v1.0/")]
+    assert not any("appId=" in p for p in graph), graph  # no lookup by the Defender id
+    assert h.sim.state.service_principal("6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e")["accountEnabled"] is False
+
+
+# --- 6. entities arrive after the incident ----------------------------------------------------------
+
+LAKE_INCIDENT = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
+
+
+def fresh_incident_without_entities() -> dict[str, Any]:
+    """Sample 06 as Sentinel first delivers it: created just now, no entities attached yet."""
+    from datetime import UTC, datetime
+
+    incident = copy.deepcopy(sample("06-sentinel-incident.json"))
+    props = incident["object"]["properties"]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    props["createdTimeUtc"] = props["firstActivityTimeUtc"] = props["lastActivityTimeUtc"] = stamp
+    props["relatedEntities"] = []
+    props["alerts"] = []
+    return incident
+
+
+def tenant_with_incident_entities(entities: list[dict[str, Any]]) -> dict[str, Any]:
+    tenant = copy.deepcopy(TENANT)
+    seeded = next(i for i in tenant["sentinel"]["incidents"] if i["name"] == LAKE_INCIDENT)
+    seeded["entities"] = entities
+    return tenant
+
+
+def test_entities_attached_after_the_incident_are_read_from_it(make_harness) -> None:
+    later = sample("06-sentinel-incident.json")["object"]["properties"]["relatedEntities"]
+    h = make_harness(tenant=tenant_with_incident_entities(later))
+    status, body, _ = h.http("alerts", fresh_incident_without_entities())
+    assert status == 200, body
+    [result] = body["results"]
+    assert result["status"] == "contained"
+    assert any("stsynthlake09: synthetic data" in r for r in result["verdict"]["reasons"])
+    assert "identity.disable_service_principal" in {o["kind"] for o in result["outcomes"]}
+    [read] = [r for r in h.sim.requests() if r["path"].endswith(f"/incidents/{LAKE_INCIDENT}/entities")]
+    assert read["method"] == "POST"
+
+
+def test_a_young_incident_naming_nothing_asks_for_a_redelivery(make_harness) -> None:
+    h = make_harness(tenant=tenant_with_incident_entities([]))
+    incident = fresh_incident_without_entities()
+    status, body, response = h.http("alerts", incident)
+    assert status == 503, body
+    assert response.headers.get("Retry-After")
+    assert "names no entities yet" in body["error"]
+    assert h.writes() == []
+    # the entities arrive; the redelivery contains
+    with h.sim.state.locked() as state:
+        state.incidents[LAKE_INCIDENT]["entities"] = sample("06-sentinel-incident.json")["object"][
+            "properties"
+        ]["relatedEntities"]
+    status, body, _ = h.http("alerts", incident)
+    assert status == 200, body
+    assert body["results"][0]["status"] == "contained"
+
+
+def test_an_old_incident_naming_nothing_is_concluded_without_redelivery(make_harness) -> None:
+    h = make_harness(tenant=tenant_with_incident_entities([]))
+    incident = fresh_incident_without_entities()
+    incident["object"]["properties"]["firstActivityTimeUtc"] = "2026-11-25T07:40:37Z"
+    status, body, _ = h.http("alerts", incident)
+    assert status == 200, body
+    assert body["results"][0]["status"] == "ignored"

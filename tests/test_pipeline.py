@@ -139,7 +139,7 @@ def test_exempt_and_out_of_scope_accounts_are_not_touched(make_harness) -> None:
     assert "outside the allowed scopes" in comment["body"]["properties"]["message"]
 
 
-def test_sentinel_incident_contains_account_and_disables_app_by_app_id(make_harness) -> None:
+def test_sentinel_incident_contains_account_and_disables_the_app_by_its_entra_object_id(make_harness) -> None:
     h = make_harness()
     status, body, _ = h.http("alerts", sample("06-sentinel-incident.json"))
     assert status == 200, body

@@ -89,5 +89,20 @@ def add_labels(clients: Clients, incident: IncidentRef, labels: tuple[str, ...] 
     return []
 
 
+def incident_entities(clients: Clients, incident: IncidentRef) -> list[dict[str, Any]]:
+    """POST {incident}/entities: the entities Sentinel attached, which may come minutes after the
+    incident was created (Azure/Azure-Sentinel#4661); a missing incident has none."""
+    from azure.core.exceptions import HttpResponseError
+
+    try:
+        body = _send(clients, "POST", incident, "/entities").json()
+    except HttpResponseError as exc:
+        if exc.status_code == 404:
+            return []
+        raise
+    entities = body.get("entities") if isinstance(body, dict) else None
+    return [e for e in entities if isinstance(e, dict)] if isinstance(entities, list) else []
+
+
 def comments(clients: Clients, incident: IncidentRef) -> list[dict[str, Any]]:
     return list(_send(clients, "GET", incident, "/comments").json().get("value", []))

@@ -183,6 +183,7 @@ def classify(signal: Signal, facts: Facts, policy: Policy, echo: str = "") -> Ve
         elif not policy.in_scope(account_id):
             blocked[account_id] = "outside the allowed scopes of the policy"
 
+    findings += signal.notes  # what the parser could not map (e.g. entities without an Entra id)
     if facts.evidence_error and signal.kind is SignalKind.ALERT:
         findings.append(
             f"storage logs could not be read ({facts.evidence_error}): which credentials were used is "

@@ -366,13 +366,18 @@ def _entities(raw: Any) -> list[Mapping[str, Any]]:
 
 def _entity_targets(
     entities: Iterable[Mapping[str, Any]],
-) -> tuple[list[str], list[tuple[str, str]], list[str], list[str], list[str]]:
-    """Map entities to containment targets by immutable id only; display names are never used."""
+) -> tuple[list[str], list[tuple[str, str]], list[str], list[str], list[str], list[str]]:
+    """Map entities to containment targets by immutable id only; display names are never used.
+
+    Service principals come only from Entra ids (an Account's aadUserId). A CloudApplication's
+    `appId` is the Defender for Cloud Apps id, an int32 (securityinsights 2024-09-01
+    EntityTypes.json), not an Entra application id: it is reported, never resolved."""
     accounts: list[str] = []
     containers: list[tuple[str, str]] = []
     principals: list[str] = []
     apps: list[str] = []
     ips: list[str] = []
+    notes: list[str] = []
     for entity in entities:
         props = entity.get("properties") if isinstance(entity.get("properties"), Mapping) else entity
         kind = str(entity.get("kind") or entity.get("Type") or "").lower().replace("-", "")
@@ -392,14 +397,18 @@ def _entity_targets(
             if is_guid(oid):
                 principals.append(str(oid).lower())
         elif kind == "cloudapplication":
-            app = props.get("appId") or props.get("AppId") or props.get("applicationId")
-            if is_guid(app):
-                apps.append(str(app).lower())
+            app = props.get("appId") if "appId" in props else props.get("AppId")
+            name = str(props.get("appName") or props.get("AppName") or props.get("friendlyName") or "")
+            shown = f"{name[:80]!r} " if name else ""
+            notes.append(
+                f"CloudApplication entity {shown}(Defender for Cloud Apps id {str(app)[:40]}) cannot be "
+                "mapped to a service principal by an immutable id"
+            )
         elif kind == "ip":
             addr = props.get("address") or props.get("Address")
             if isinstance(addr, str) and len(addr) <= 64:
                 ips.append(addr)
-    return accounts, containers, principals, apps, ips
+    return accounts, containers, principals, apps, ips, notes
 
 
 def _dedupe(values: Iterable[Any]) -> tuple[Any, ...]:
@@ -408,14 +417,20 @@ def _dedupe(values: Iterable[Any]) -> tuple[Any, ...]:
 
 def _targets(entities: Iterable[Mapping[str, Any]], accounts: Iterable[str] = ()) -> dict[str, Any]:
     """Signal fields for the containment targets the entities name, de-duplicated in order."""
-    found, containers, principals, apps, ips = _entity_targets(entities)
+    found, containers, principals, apps, ips, notes = _entity_targets(entities)
     return {
         "accounts": _dedupe([*found, *accounts]),
         "containers": _dedupe(containers),
         "principals": _dedupe(principals),
         "apps": _dedupe(apps),
         "ips": _dedupe(ips),
+        "notes": _dedupe(notes),
     }
+
+
+def entity_targets(raw: Any) -> dict[str, Any]:
+    """Signal fields for a list of Sentinel entities read from the incident (same rules as a body)."""
+    return _targets(_entities(raw))
 
 
 def parse_sentinel_incident(item: Mapping[str, Any]) -> Signal:
