@@ -52,6 +52,12 @@ param dryRun bool = true
 @description('RESPONDER_POLICY as an object; empty = the default policy (synthetic tag, allow-listed subscriptions).')
 param responderPolicy object = {}
 
+@description('Application (client) id of the Entra ID app registration that callers of the playbook sign in to (env AUTH_CLIENT_ID); empty = App Service authentication on with no identity provider.')
+param authClientId string = ''
+
+@description('Comma-separated Entra ID object ids allowed to call the playbook (env RESPONDER_PLAYBOOK_CALLERS); empty = any holder of its function key.')
+param playbookCallers string = ''
+
 @description('Create the Event Grid subscriptions, the Sentinel playbook and automation rule (needs the deployed code).')
 param wireTriggers bool = false
 
@@ -190,6 +196,7 @@ module functionApp 'modules/function-app.bicep' = {
     appInsightsConnectionString: monitoring.outputs.connectionString
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    authClientId: authClientId
     responderSettings: {
       RESPONDER_POLICY: string(policy)
       RESPONDER_DRY_RUN: dryRun ? 'true' : 'false'
@@ -199,6 +206,7 @@ module functionApp 'modules/function-app.bicep' = {
       RESPONDER_SENTINEL_WORKSPACE_ID: sentinelWorkspaceId
       RESPONDER_LOG_ANALYTICS_WORKSPACE_ID: evidenceWs.properties.customerId
       AZURE_CLIENT_ID: identity.outputs.clientId
+      RESPONDER_PLAYBOOK_CALLERS: playbookCallers
       AZURE_TOKEN_CREDENTIALS: 'ManagedIdentityCredential'
     }
   }

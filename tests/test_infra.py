@@ -407,6 +407,7 @@ def test_app_settings_are_the_ones_the_code_reads() -> None:
         "RESPONDER_IDENTITY_OBJECT_ID",
         "RESPONDER_SENTINEL_WORKSPACE_ID",
         "RESPONDER_LOG_ANALYTICS_WORKSPACE_ID",
+        "RESPONDER_PLAYBOOK_CALLERS",
         "AZURE_CLIENT_ID",
         "AZURE_TOKEN_CREDENTIALS",
     }
@@ -423,6 +424,42 @@ def test_app_settings_are_the_ones_the_code_reads() -> None:
         assert setting in app
     assert "AccountKey" not in app, "no storage keys in app settings"
     assert "listKeys" not in app, "no storage keys in app settings"
+
+
+def test_app_service_authentication_is_on_and_lets_key_callers_through() -> None:
+    """The code trusts X-MS-CLIENT-PRINCIPAL-ID only with App Service authentication on; Event Grid
+    and the Logic App call anonymously (function keys), so unauthenticated requests must pass."""
+    path = INFRA / "modules" / "function-app.bicep"
+    text = strip_comments(path.read_text())
+    configs = [(sym, body) for p, sym, body in resource_bodies("Microsoft.Web/sites/config") if p == path]
+    [(_, body)] = [(sym, b) for sym, b in configs if re.search(r"name\s*:\s*'authsettingsV2'", b)]
+    platform = balanced(body, body.index("{", body.index("platform:")))
+    assert re.search(r"enabled\s*:\s*true", platform)
+    validation = balanced(body, body.index("{", body.index("globalValidation:")))
+    assert re.search(r"requireAuthentication\s*:\s*false", validation)
+    assert re.search(r"unauthenticatedClientAction\s*:\s*'AllowAnonymous'", validation)
+    assert re.search(r"azureActiveDirectory\s*:\s*empty\(authClientId\)\s*\?\s*entraOff\s*:\s*entraOn", body)
+    entra = balanced(text, text.index("{", text.index("var entraOn")))
+    assert re.search(r"clientId\s*:\s*authClientId", entra)
+    assert "${tenant().tenantId}/v2.0" in entra
+    main = strip_comments((INFRA / "main.bicep").read_text())
+    assert re.search(r"^\s*authClientId\s*:\s*authClientId\s*$", main, re.MULTILINE)
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["authClientId"]["value"] == "${AUTH_CLIENT_ID=}"
+    assert params["playbookCallers"]["value"] == "${RESPONDER_PLAYBOOK_CALLERS=}"
+
+
+def test_sentinel_may_run_playbooks_in_the_playbooks_resource_group() -> None:
+    """Microsoft Sentinel Automation Contributor goes on the resource group holding the playbook
+    (MicrosoftDocs azure-docs articles/sentinel/includes/playbooks-service-account-permissions.md)."""
+    path = INFRA / "modules" / "sentinel-playbook.bicep"
+    grants = [b for p, _, b in resource_bodies("Microsoft.Authorization/roleAssignments") if p == path]
+    [grant] = [b for b in grants if "sentinelAutomationContributor" in b]
+    assert not re.search(r"^\s{2}scope\s*:", grant, re.MULTILINE), "no scope: the module's resource group"
+    assert "guid(resourceGroup().id" in grant
+    main = strip_comments((INFRA / "main.bicep").read_text())
+    module = balanced(main, main.index("{", main.index("module playbook")))
+    assert re.search(r"^\s{2}scope\s*:\s*rg\s*$", module, re.MULTILINE)
 
 
 def test_function_names_in_bicep_exist_in_the_code() -> None:

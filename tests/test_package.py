@@ -261,3 +261,51 @@ def test_package_imports_and_registers_every_function_in_a_clean_venv(built: Pat
     ours = [f for f in report["files"] if f.startswith(str(app_dir))]
     assert any(f.endswith("responders/triggers/eventgrid.py") for f in ours)
     assert not [f for f in report["files"] if f.startswith(str(ROOT))], "imported from the repository"
+
+
+def test_pip_install_dot_builds_the_product_package_alone(tmp_path: Path) -> None:
+    """`azd restore` runs `pip install .`: setuptools must find one package, not refuse the flat layout.
+
+    This venv's setuptools (65) has no bdist_wheel without the `wheel` package, and pip's isolated
+    build would need the network, so the check builds the sdist, which runs the same package
+    discovery and metadata (pyproject asks for setuptools>=70.1, whose bdist_wheel is built in).
+    """
+    src = tmp_path / "src"
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, tracked):
+        target = src / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((ROOT / name).read_bytes())
+    out = tmp_path / "dist"
+    out.mkdir()
+    build = f"from setuptools import build_meta; print(build_meta.build_sdist({str(out)!r}))"
+    done = subprocess.run(
+        [sys.executable, "-c", build],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    import tarfile
+
+    with tarfile.open(out / done.stdout.strip().splitlines()[-1]) as sdist:
+        names = sdist.getnames()
+
+        def member(suffix: str) -> list[str]:
+            [name] = [n for n in names if n.endswith(suffix)]
+            extracted = sdist.extractfile(name)
+            assert extracted is not None
+            return extracted.read().decode().split()
+
+        assert member(".egg-info/top_level.txt") == ["responders"]
+        pinned = [
+            line.strip()
+            for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")
+        ]
+        assert member(".egg-info/requires.txt") == pinned
+    packaged = {n.split("/", 2)[1] for n in names if n.count("/") >= 2}
+    assert packaged == {"responders", "synthetic_leak_responder.egg-info"}, packaged

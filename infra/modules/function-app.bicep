@@ -14,6 +14,8 @@ param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 @description('RESPONDER_* and AZURE_* settings the code reads.')
 param responderSettings object
+@description('Application (client) id of the Entra ID app registration callers sign in to; empty = no identity provider.')
+param authClientId string = ''
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -89,6 +91,65 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         name: 'python'
         version: '3.11'
       }
+    }
+  }
+}
+
+// App Service authentication, on: the platform sets X-MS-CLIENT-PRINCIPAL-ID for a caller who
+// signed in with Microsoft Entra ID, and external requests cannot set it (MicrosoftDocs
+// azure-docs articles/app-service/configure-authentication-user-identities.md), so the code
+// trusts that header only with WEBSITE_AUTH_ENABLED=true. AllowAnonymous keeps Event Grid and
+// the Logic App calling with function keys; RESPONDER_PLAYBOOK_CALLERS then decides who may use
+// the playbook (infra/README.md, "Require sign-in for the playbook"). Without a client id no
+// provider is configured and no caller can be identified, so an allow-list refuses everyone.
+// checkov applies its SiteConfig checks to every Microsoft.Web/sites/config, this one included
+// (skipped below, infra/CHECKOV_SKIPS.md); its own check, CKV_AZURE_56, passes. (pycep, checkov's
+// Bicep parser, fails on five comment lines in a row, hence their spread.)
+var entraOff = {
+  enabled: false
+}
+var entraOn = {
+  enabled: true
+  registration: {
+    clientId: authClientId
+    openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+  }
+  validation: {
+    allowedAudiences: [
+      'api://${authClientId}'
+      authClientId
+    ]
+  }
+}
+
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: checks the legacy authsettings shape (properties.enabled); authsettingsV2 enables it with platform.enabled (infra/CHECKOV_SKIPS.md)
+  // checkov:skip=CKV_AZURE_63: a SiteConfig property (httpLoggingEnabled), not part of authsettingsV2 (infra/CHECKOV_SKIPS.md)
+  // checkov:skip=CKV_AZURE_65: a SiteConfig property (detailedErrorLoggingEnabled), not part of authsettingsV2 (infra/CHECKOV_SKIPS.md)
+  parent: site
+  // checkov:skip=CKV_AZURE_66: a SiteConfig property (requestTracingEnabled), not part of authsettingsV2 (infra/CHECKOV_SKIPS.md)
+  // checkov:skip=CKV_AZURE_80: a SiteConfig property (netFrameworkVersion), not part of authsettingsV2; the app runs Python (infra/CHECKOV_SKIPS.md)
+  name: 'authsettingsV2'
+  // checkov:skip=CKV_AZURE_88: a SiteConfig property (azureStorageAccounts), not part of authsettingsV2 (infra/CHECKOV_SKIPS.md)
+  // checkov:skip=CKV_AZURE_222: a site property (publicNetworkAccess), not part of authsettingsV2; see the same skip on the site (infra/CHECKOV_SKIPS.md)
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+    identityProviders: {
+      azureActiveDirectory: empty(authClientId) ? entraOff : entraOn
     }
   }
 }

@@ -17,7 +17,9 @@ param functionUrl string
 param sentinelAutomationPrincipalId string = ''
 
 // Microsoft Sentinel Automation Contributor (built-in): f4c81013-99ee-4d62-a7ee-b3f1f648599a
-// Lets Sentinel's automation rules run this playbook; granted on the playbook alone.
+// Sentinel's service account needs it "on the resource group where the playbook resides"
+// (MicrosoftDocs azure-docs articles/sentinel/includes/playbooks-service-account-permissions.md):
+// granted on this module's scope, the app's resource group, which holds nothing else Sentinel runs.
 var sentinelAutomationContributor = 'f4c81013-99ee-4d62-a7ee-b3f1f648599a'
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {
@@ -135,8 +137,7 @@ resource playbook 'Microsoft.Logic/workflows@2019-05-01' = {
 }
 
 resource automationMayRun 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(sentinelAutomationPrincipalId)) {
-  name: guid(playbook.id, sentinelAutomationPrincipalId, sentinelAutomationContributor)
-  scope: playbook
+  name: guid(resourceGroup().id, sentinelAutomationPrincipalId, sentinelAutomationContributor)
   properties: {
     principalId: sentinelAutomationPrincipalId
     principalType: 'ServicePrincipal'
