@@ -582,7 +582,7 @@ def _evidence_md(evidence: Mapping[str, Any]) -> list[str]:
         )
     known = {"window", "before", "after", "audit", "truncated"}
     for k in sorted(set(evidence) - known):
-        lines += [f"- {_text(k)}: {_compact(evidence[k])}"]
+        lines += [f"- {_text(k)}: {_text(_compact(evidence[k]))}"]
     return [*lines, ""]
 
 
@@ -631,13 +631,45 @@ def _table(header: list[str], rows: Iterable[list[Any]]) -> list[str]:
 
 
 def _cell(value: Any) -> str:
-    """A table cell: `|` escaped and line breaks flattened, so a value cannot break the table."""
+    """A table cell: escaped like any text (`|` included), so a value cannot break the table."""
     text = "" if value is None else (_compact(value) if isinstance(value, (dict, list, bool)) else str(value))
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return _text(text)
+
+
+# Line breaks and other control characters: a value flattened to one line cannot start a line of its
+# own (a forged heading, list item or "Actions: ... contained").
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Markdown's inline syntax: emphasis, code, links and images, tables, strike-through, escapes (an
+# underscore inside a word, as in storage.regenerate_key, emphasises nothing and stays as it is).
+_MD_SPECIAL = re.compile(r"([\\`*\[\]!|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+# What GitHub-flavoured Markdown links without any syntax; shown as code, where nothing links.
+_BARE_LINK = re.compile(r"(?i)(?:\b[a-z][a-z0-9+.-]*:/{1,}|\bwww\.)\S*")
 
 
 def _text(value: Any) -> str:
-    return str(value).replace("\r", " ").replace("\n", " ")
+    """Any recorded value as inert Markdown on one line: no raw HTML, no links, no markup of its own
+    (titles, entity and blob names and reasons come from alerts and must read as what they are)."""
+    text = _BREAKS.sub(" ", str(value))
+    out, last = [], 0
+    for m in _BARE_LINK.finditer(text):
+        out += [_escaped(text[last : m.start()]), _code(m.group())]
+        last = m.end()
+    out.append(_escaped(text[last:]))
+    joined = "".join(out)
+    # a value that may stand at the start of a line opens no heading, quote or list
+    return "\\" + joined if joined[:1] in ("#", ">", "+", "-", "=") else joined
+
+
+def _escaped(text: str) -> str:
+    # `<` opens every tag and autolink (a lone `>` only quotes at a line start, handled in _text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _code(text: str) -> str:
+    """A code span: its content is shown as is, so a link in it is only text (backticks are dropped
+    from it, and `|` escaped as GitHub tables need even inside code)."""
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
 
 
 def _bullets(items: Any, empty: str) -> list[str]:

@@ -6,7 +6,9 @@ on a redelivery, and the ledger already holds the outcome before either runs.
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -60,40 +62,54 @@ def finish_evidence(
     return record
 
 
+# Line breaks and other control characters in a value: flattened, so no value starts a line.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def _inline(value: object, limit: int = 2000) -> str:
+    """A recorded value as one line of inert text: titles, names and reasons come from alerts, so none
+    may add a line ("Actions: ... contained") or markup (Sentinel renders HTML in comments)."""
+    return html.escape(_BREAKS.sub(" ", str(value))[:limit], quote=False)
+
+
 def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None, remaining: list[str]) -> str:
-    """What the responder did, in words a Sentinel analyst reads: verdict, actions, what remains."""
+    """What the responder did, in words a Sentinel analyst reads: verdict, actions, what remains. Every
+    value goes through _inline; only the lines built here are lines."""
     v = result["verdict"]
     lines = [
-        f"Synthetic-data leak responder: incident {result['incident']}, status {result['status']}"
+        f"Synthetic-data leak responder: incident {_inline(result['incident'])}, "
+        f"status {_inline(result['status'])}"
         + (" (dry-run: nothing was changed)" if result.get("dry_run") else ""),
-        f"Verdict: {'LEAK' if v['leak'] else 'no containable leak'}, severity {v['severity']}, "
-        f"confidence {v['confidence']}",
+        f"Verdict: {'LEAK' if v['leak'] else 'no containable leak'}, severity {_inline(v['severity'])}, "
+        f"confidence {_inline(v['confidence'])}",
         "Why:",
-        *(f"- {r}" for r in v["reasons"]),
+        *(f"- {_inline(r)}" for r in v["reasons"]),
     ]
     if v.get("findings"):
-        lines += ["Findings (not acted on):", *(f"- {f}" for f in v["findings"])]
+        lines += ["Findings (not acted on):", *(f"- {_inline(f)}" for f in v["findings"])]
     if result["outcomes"]:
         lines.append("Actions:")
         for o in result["outcomes"]:
-            params = " ".join(f"{k}={val}" for k, val in o["params"].items())
-            err = f" ({o['error']})" if o.get("error") else ""
-            lines.append(f"- {o['kind']} on {o['target'].rsplit('/', 1)[-1]} {params}: {o['status']}{err}")
+            params = " ".join(f"{_inline(k)}={_inline(val)}" for k, val in o["params"].items())
+            err = f" ({_inline(o['error'])})" if o.get("error") else ""
+            target = _inline(o["target"].rsplit("/", 1)[-1])
+            lines.append(f"- {_inline(o['kind'])} on {target} {params}: {_inline(o['status'])}{err}")
     else:
         lines.append("Actions: none. Nothing named by this incident could be contained.")
     if result["skipped"]:
-        lines += ["Not acted on:", *(f"- {s['what']}: {s['why']}" for s in result["skipped"])]
+        skipped = (f"- {_inline(s['what'])}: {_inline(s['why'])}" for s in result["skipped"])
+        lines += ["Not acted on:", *skipped]
     if evidence and evidence.get("before", {}).get("callers"):
         lines.append("Evidence (StorageBlobLogs):")
         for caller in evidence["before"]["callers"][:20]:
-            ops = ", ".join(f"{k} x{n}" for k, n in caller["operations"].items())
+            ops = ", ".join(f"{_inline(k)} x{_inline(n)}" for k, n in caller["operations"].items())
             lines.append(
-                f"- {caller['ip']} {caller['auth']}: {ops}; {caller['bytes_out']} bytes out "
-                f"({', '.join(caller['accounts'])})"
+                f"- {_inline(caller['ip'])} {_inline(caller['auth'])}: {ops}; "
+                f"{_inline(caller['bytes_out'])} bytes out ({_inline(', '.join(caller['accounts']))})"
             )
     if remaining:
-        lines += ["Remaining for a human:", *(f"- {r}" for r in remaining)]
-    lines.append(f"Evidence pack: python -m responders evidence {result['incident']}")
+        lines += ["Remaining for a human:", *(f"- {_inline(r)}" for r in remaining)]
+    lines.append(f"Evidence pack: python -m responders evidence {_inline(result['incident'])}")
     return "\n".join(lines)
 
 

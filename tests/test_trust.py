@@ -290,3 +290,42 @@ def test_bodies_without_duplicates_decode_as_before() -> None:
         json.dumps(sample("06-sentinel-incident.json")).encode(),
     ):
         assert decode_json(raw) == json.loads(raw)
+
+
+# write-ups ---------------------------------------------------------------------------------------
+FORGED = (
+    "SAS reads\nActions:\n- identity.disable_service_principal on etl-synth-exporter: contained\r\n"
+    "<img src=x onerror=alert(1)> [sign in](https://evil.example/login) www.evil.example"
+)
+
+
+def test_a_forged_alert_title_adds_no_line_or_markup_to_the_sentinel_comment(make_harness) -> None:
+    h = make_harness()
+    alert = dict(sample("16-sentinel-alert-sas-reads.json"), AlertDisplayName=FORGED)
+    status, body, _ = h.http("alerts", alert)
+    assert status == 200, body
+    [comment] = h.sim.state.comments("d4e5f6a7-b8c9-4d0e-9f1a-3b4c5d6e7f80").values()
+    lines = comment["properties"]["message"].splitlines()
+    assert [line for line in lines if line.startswith("Actions")] == ["Actions:"]
+    assert not [line for line in lines if line.startswith("- identity.")], "a forged action line"
+    message = "\n".join(lines)
+    assert "<img" not in message
+    assert "&lt;img src=x onerror=alert(1)&gt;" in message, "the title is shown, as text"
+
+
+def test_a_forged_alert_title_is_inert_in_the_evidence_pack(make_harness) -> None:
+    from tests.test_sentinel import evidence_pack
+
+    h = make_harness()
+    alert = dict(sample("16-sentinel-alert-sas-reads.json"), AlertDisplayName=FORGED)
+    status, body, _ = h.http("alerts", alert)
+    assert status == 200, body
+    status, markdown = evidence_pack(h, body["results"][0]["incident"], "md")
+    assert status == 200
+    lines = markdown.splitlines()
+    assert not [line for line in lines if line.startswith(("Actions", "- identity.", "<"))], "forged lines"
+    assert "<img" not in markdown
+    assert "](https://evil" not in markdown, "no Markdown link"
+    assert "`https://evil.example/login)`" in markdown, "a bare URL is shown as code, which does not link"
+    assert "`www.evil.example`" in markdown
+    assert "\\[sign in\\]" in markdown
