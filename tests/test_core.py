@@ -25,6 +25,7 @@ POLICY = Policy.from_dict(
     {
         "scope": {"allow": [f"/subscriptions/{SUB}"]},
         "responder": {"object_ids": ["0f6a2c1e-9d3b-4e55-8a61-5c2b7e9d1a00"]},
+        "principals": {"allow": ["3a9c5e7b-1d2f-4a6b-8c0d-2e4f6a8b0c1d"]},
     }
 )
 SP = "3a9c5e7b-1d2f-4a6b-8c0d-2e4f6a8b0c1d"
@@ -463,6 +464,8 @@ def test_policy_decides_whether_alerts_revoke_credentials(mode, access, kinds, s
         ({"alerts": {"revoke_credentials": "sometimes"}}, "revoke_credentials must be one of"),
         ({"alerts": {"rotate": "always"}}, "alerts may only hold"),
         ({"disable_principals": "no"}, "disable_principals must be true or false"),
+        ({"principals": {"allow": ["etl-synth-exporter"]}}, "principals.allow must list"),
+        ({"principals": {"deny": []}}, "principals may only hold allow"),
         ({"dedupe_window_seconds": True}, "non-negative integer"),
     ],
 )

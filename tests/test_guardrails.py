@@ -7,6 +7,7 @@ from tests.harness import PREFIX, sample
 APPROVAL = {
     "scope": {"allow": ["/subscriptions/7d1f3c2a-5b9e-4c1d-9a8e-3f2b1c0d4e5a"]},
     "responder": {"object_ids": []},
+    "principals": {"allow": ["3a9c5e7b-1d2f-4a6b-8c0d-2e4f6a8b0c1d"]},
     "approval": {"storage.regenerate_key": "approval", "identity.disable_service_principal": "approval"},
 }
 ETL_SP = "3a9c5e7b-1d2f-4a6b-8c0d-2e4f6a8b0c1d"

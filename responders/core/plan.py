@@ -132,13 +132,9 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
                 "invalidate every user-delegation SAS issued for the account",
             )
 
-    for object_id in _principals_to_disable(signal, facts, verdict, policy):
-        if not policy.disable_principals and signal.kind is not SignalKind.MANUAL:
-            builder.skipped.append((object_id, "policy disables no service principals automatically"))
-            continue
-        principal = facts.principals.get(object_id)
-        if principal is not None and principal.found and not principal.account_enabled:
-            builder.skipped.append((object_id, "service principal already disabled"))
+    for object_id, why in _principal_guardrails(signal, facts, verdict, policy):
+        if why:
+            builder.skipped.append((object_id, why))
             continue
         builder.add(
             "identity.disable_service_principal",
@@ -214,28 +210,50 @@ def _credential_steps(signal: Signal, access: Mapping[str, int] | None, policy: 
     return bool(seen & set(KEY_AUTH)), "sas" in seen
 
 
-def _principals_to_disable(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> list[str]:
-    """Only service principals, only by immutable object id, never our own identity."""
+def _principal_guardrails(
+    signal: Signal, facts: Facts, verdict: Verdict, policy: Policy
+) -> list[tuple[str, str]]:
+    """Each service principal the signal implicates, with why it is not disabled ("" when it is).
+
+    The same guardrails as for accounts: the incident must concern an in-scope, non-exempt
+    synthetic-data resource (or be a human's request naming only the principal), the principal must be
+    within the policy's principal scope, and the responder itself is never disabled.
+    """
+    acts_on_account = any(a not in verdict.blocked for a in verdict.synthetic_accounts)
+    named_alone = signal.kind is SignalKind.MANUAL and not signal.accounts
+    own = set(policy.responder_object_ids)
+    out: list[tuple[str, str]] = []
+    for object_id in _principal_candidates(signal, facts):
+        principal = facts.principals.get(object_id)
+        if object_id in own:
+            out.append((object_id, "the responder's own identity is never disabled"))
+        elif principal is not None and not principal.found:
+            continue  # not a service principal (a user, or gone): nothing to disable
+        elif not (acts_on_account or named_alone):
+            out.append((object_id, "the incident names no in-scope, non-exempt synthetic-data resource"))
+        elif not policy.principal_in_scope(object_id, principal.app_id if principal else ""):
+            out.append((object_id, "outside the policy's principal scope (principals.allow)"))
+        elif not policy.disable_principals and signal.kind is not SignalKind.MANUAL:
+            out.append((object_id, "policy disables no service principals automatically"))
+        elif principal is not None and not principal.account_enabled:
+            out.append((object_id, "service principal already disabled"))
+        else:
+            out.append((object_id, ""))
+    return out
+
+
+def _principal_candidates(signal: Signal, facts: Facts) -> list[str]:
+    """Only service principals, only by immutable object id: the caller of a credential signal, and the
+    principals and applications an alert or a manual request names."""
     found: list[str] = []
     # a user's token also carries an appid (their client app): only service principals qualify, and an
     # unknown principal type is settled by the Graph read (404 = not a service principal).
-    acts_on_account = any(a not in verdict.blocked for a in verdict.synthetic_accounts)
     caller_type = signal.caller.principal_type.lower()
-    if (
-        signal.kind in CREDENTIAL_KINDS
-        and signal.caller.object_id
-        and caller_type in ("serviceprincipal", "")
-        and acts_on_account
-    ):
+    credential = signal.kind in CREDENTIAL_KINDS and caller_type in ("serviceprincipal", "")
+    if credential and signal.caller.object_id:
         found.append(signal.caller.object_id)
     if signal.kind in (SignalKind.ALERT, SignalKind.MANUAL):
-        for object_id in signal.principals:
-            found.append(object_id)
+        found += signal.principals
         for app_id in signal.apps:
             found += [p.object_id for p in facts.principals.values() if p.found and p.app_id == app_id]
-    own = set(policy.responder_object_ids)
-    return [
-        oid
-        for oid in dict.fromkeys(found)
-        if oid not in own and (facts.principals.get(oid) is None or facts.principals[oid].found)
-    ]
+    return list(dict.fromkeys(found))

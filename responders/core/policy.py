@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from responders.core.model import BadInput
+from responders.core.parse import is_guid
 
 ACTION_KINDS = (
     "storage.disable_public_access",
@@ -48,6 +49,8 @@ class Policy:
     name_patterns: tuple[str, ...] = ()
     exempt_tag: str = "leak-responder-exempt"
     allowed_scopes: tuple[str, ...] = ()
+    # service principals (object or application ids, or "*") the responder may disable; empty: none
+    principal_scope: tuple[str, ...] = ()
     responder_object_ids: tuple[str, ...] = ()
     sensitive_sources: tuple[str, ...] = ("personal", "special-category", "health")
     sensitivity_tag: str = "source-dataset-sensitivity"
@@ -73,6 +76,7 @@ class Policy:
             "disable_principals",
             "dedupe_window_seconds",
             "alerts",
+            "principals",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -99,6 +103,14 @@ class Policy:
         for s in scopes:
             if s != "*" and not s.startswith("/subscriptions/"):
                 raise BadInput(f"policy: scope {s!r} must be '*' or an ARM id prefix")
+        principals = raw.get("principals", {}) or {}
+        if not isinstance(principals, Mapping) or set(principals) - {"allow"}:
+            raise BadInput("policy: principals may only hold allow")
+        allowed = principals.get("allow", []) or []
+        if not isinstance(allowed, list) or not all(
+            isinstance(p, str) and (p == "*" or is_guid(p)) for p in allowed
+        ):
+            raise BadInput("policy: principals.allow must list service principal object or app ids, or '*'")
         window = raw.get("dedupe_window_seconds", 900)
         if not isinstance(window, int) or isinstance(window, bool) or window < 0:
             raise BadInput("policy: dedupe_window_seconds must be a non-negative integer")
@@ -121,6 +133,7 @@ class Policy:
             name_patterns=patterns,
             exempt_tag=str(exem.get("tag", "leak-responder-exempt")).lower(),
             allowed_scopes=scopes,
+            principal_scope=tuple(p.lower() for p in allowed),
             responder_object_ids=tuple(str(x).lower() for x in resp.get("object_ids", []) or []),
             sensitive_sources=tuple(
                 str(x).lower() for x in prov.get("sensitive_sources", cls.sensitive_sources)
@@ -140,6 +153,11 @@ class Policy:
             return self
         ids = (*self.responder_object_ids, object_id.lower())
         return Policy(**{**self.__dict__, "responder_object_ids": ids})
+
+    def principal_in_scope(self, object_id: str, app_id: str = "") -> bool:
+        """Principal allow-list on object or application ids; an empty list allows none."""
+        ids = {object_id.lower(), app_id.lower()} - {""}
+        return any(p == "*" or p in ids for p in self.principal_scope)
 
     def in_scope(self, resource_id: str) -> bool:
         """Scope allow-list on ARM id prefixes; an empty list allows nothing (safe by default)."""
