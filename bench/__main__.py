@@ -80,9 +80,10 @@ def _made_of(key: str, res: dict[str, Any]) -> str:
     if key == "latency":
         c, s = res["concurrent"], res["sequential_baseline"]
         return (
-            f"{c['wall_s']:.2f} s to the ledger outcome vs a chain of {res['chain']['chain_calls']} calls "
-            f"x {res['latency_ms']} ms = {res['chain_s']:.2f} s (the function returns at "
-            f"{c['returned_s']:.2f} s); sequential (1 worker): {s['wall_s']:.2f} s = {s['ratio']:.2f}x"
+            f"{c['wall_s']:.2f} s to the ledger outcome vs a minimal chain of {res['chain']['chain_calls']} "
+            f"calls x {res['latency_ms']} ms = {res['chain_s']:.2f} s ({res['chain']['minimal_chain']}; "
+            f"observed chain {c['observed_chain']}); the function returns at {c['returned_s']:.2f} s; "
+            f"sequential (1 worker): {s['wall_s']:.2f} s = {s['ratio']:.2f}x"
         )
     if key == "coldstart":
         text = f"{res['function_app_ms']} ms vs {res['azure_functions_ms']} ms (median of {res['runs']})"

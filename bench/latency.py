@@ -1,24 +1,28 @@
-"""Containment latency: how close delivering one event gets to the slowest chain of Azure calls that
+"""Containment latency: how close delivering one event gets to the minimal chain of Azure calls that
 must happen one after another. With every API call slowed to 300 ms, network time dominates, so a
 ratio near 1.0 means the pipeline adds little of its own and runs everything else concurrently.
 
-How the required chain is counted (from the plan, with call counts read from the request log):
+How the minimal chain is counted (`required_chain`, printed with the result):
 
-* facts: gather_facts reads every account and principal the signal names concurrently; reading one
-  account is GET account then LIST containers (sequential), one principal is one GET. The facts
-  chain is the longest of these readers.
-* each action is read -> apply -> read back, sequential; its cost is the number of requests the
-  simulator logs while a fresh copy of the tenant runs those three steps for it alone.
-* actions wait only for the actions named in `after` (key2 after key1); the action chain is the
-  longest path through that graph. Independent actions do not add up.
-* required chain = facts chain + action chain; the denominator is that many calls x 300 ms.
+* facts: gather_facts reads every account and principal the signal names side by side; reading one
+  account is GET account with LIST containers alongside: one call deep.
+* each step is measured alone on a fresh tenant, its first read answered by those facts and its
+  read-back by its write's own answer where Azure gives one (regenerateKey lists each key's
+  creationTime, an account or container PATCH answers with the resource); Graph's PATCH answers 204,
+  so disabling a principal is PATCH then GET.
+* a step waits for the steps named in its `after` (key2 after key1), and the exclusive writes on one
+  storage account wait for each other (Azure answers an overlapping one 409
+  StorageAccountOperationInProgress); Graph and other accounts run in parallel.
+* minimal chain = facts depth + the longest of those paths; the denominator is that many calls x 300 ms.
+  For 03-listkeys-by-app: read the account, regenerate key1, regenerate key2, revoke user-delegation
+  keys = 4 calls, with the principal's PATCH and GET alongside.
 * the managed-identity token route carries no latency (the fault rule's path regex excludes it) and
   the token is fetched by a dry-run warm-up delivery, as on a warm Functions instance; the ledger
   (Azurite) carries no latency either: its time is part of what the pipeline adds.
 
 The observed chain is read from the timed run's request log: the longest sequence of requests each
 arriving at least one latency after the previous one (so it could only be sent after the previous
-answer). Observed > required means the pipeline serialised calls it did not need to.
+answer). Observed > minimal means the pipeline serialised calls it did not need to.
 """
 
 from __future__ import annotations
@@ -31,9 +35,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import result, sample, say
-from bench.stand import OutcomeClock, ago, api_calls, deliver, is_write, pipeline, simulator, within
+from bench.stand import (
+    OutcomeClock,
+    ago,
+    api_calls,
+    deliver,
+    functions,
+    is_write,
+    pipeline,
+    simulator,
+    within,
+)
 
-TARGET = 1.2
+TARGET = 1.25
 LATENCY_MS = 300
 # `path` is a regex searched in the request path: every API route except the managed-identity token.
 RULE = {"method": "*", "path": r"^(?!/msi/)", "latency_ms": LATENCY_MS}
@@ -78,20 +92,42 @@ def breakdown(chain: list[float], start: float, outcome: float, latency: float) 
     }
 
 
-def _counted(sim: Any, step: Any) -> int:
+PROBE_S = 0.1  # latency on every call while each reader and step is measured alone
+
+
+def _measured(sim: Any, step: Any) -> tuple[int, int]:
+    """(calls, depth) of `step` alone: depth is how many of its calls had to wait for another's
+    answer, read from the request log under PROBE_S of latency on every call."""
     sim.clear_requests()
     step()
-    return len(api_calls(sim.requests()))
+    calls = api_calls(sim.requests())
+    return len(calls), len(observed_chain(calls, PROBE_S))
+
+
+def _name(action: Any) -> str:
+    words = {
+        "storage.regenerate_key": f"regenerate {action.params.get('key_name', '')}",
+        "storage.revoke_user_delegation_keys": "revoke user-delegation keys",
+        "storage.disable_public_access": "disable public access",
+        "storage.make_container_private": f"make {action.params.get('container', '')} private",
+        "identity.disable_service_principal": "disable the service principal",
+    }
+    return words.get(action.kind, action.kind)
 
 
 def required_chain(azurite: Any, cert_dir: Path) -> dict[str, Any]:
-    """Count each reader's and each action's calls on a fresh tenant, then combine them as above."""
-    from responders.actions import HANDLERS
+    """The minimal chain of dependent calls, from each reader and each step measured alone on a fresh
+    tenant (their calls and depth), combined as the pipeline must run them: the facts readers side by
+    side, then the steps, where a step waits for the steps in its `after` and the exclusive writes on
+    one storage account wait for each other (Azure runs one at a time); everything else in parallel."""
+    from responders.actions import HANDLERS, known_state
     from responders.actions.identity import principals_for_app, read_principal
     from responders.actions.storage import read_account
+    from responders.core.arm import parse_storage_id
     from responders.core.classify import CREDENTIAL_KINDS, classify
     from responders.core.parse import parse_item
     from responders.core.plan import plan as make_plan
+    from responders.execute import Known
     from responders.service import gather_facts
 
     with simulator(cert_dir) as sim, pipeline(sim, azurite, evidence=False) as rt:
@@ -100,41 +136,55 @@ def required_chain(azurite: Any, cert_dir: Path) -> dict[str, Any]:
         if signal.caller.object_id and signal.kind in CREDENTIAL_KINDS:
             principals.append(signal.caller.object_id)
         rt.clients.credential.get_token("https://management.azure.com/.default")
-        readers = {a: _counted(sim, lambda a=a: read_account(rt.clients, a)) for a in signal.accounts}
-        readers |= {p: _counted(sim, lambda p=p: read_principal(rt.clients, p)) for p in principals}
-        readers |= {x: _counted(sim, lambda x=x: principals_for_app(rt.clients, x)) for x in signal.apps}
-        facts: Any = None
-
-        def read_all() -> None:
-            nonlocal facts
-            facts = gather_facts(signal, rt)
-
-        facts_total = _counted(sim, read_all)
+        if principals:  # Graph's first entity parse imports ~1,200 modules: not a call's latency
+            read_principal(rt.clients, principals[0])
+        sim.set_faults([{"method": "*", "path": r"^(?!/msi/)", "latency_ms": int(PROBE_S * 1000)}])
+        readers = {a: _measured(sim, lambda a=a: read_account(rt.clients, a)) for a in signal.accounts}
+        readers |= {p: _measured(sim, lambda p=p: read_principal(rt.clients, p)) for p in principals}
+        readers |= {x: _measured(sim, lambda x=x: principals_for_app(rt.clients, x)) for x in signal.apps}
+        read_at = rt.clock()
+        facts = gather_facts(signal, rt)
         plan = make_plan(signal, facts, classify(signal, facts, rt.settings.policy), rt.settings.policy)
-        cost: dict[str, int] = {}
-        for action in plan.actions:  # plan order respects `after`
-            handler = HANDLERS[action.kind]
-            cost[action.key] = sum(
-                _counted(sim, step)
-                for step in (
-                    lambda h=handler, a=action: h.read(rt.clients, a),
-                    lambda h=handler, a=action: h.apply(rt.clients, a),
-                    lambda h=handler, a=action: h.read(rt.clients, a),
-                )
-            )
+        known = Known(known_state(facts), read_at)
+        cost: dict[str, tuple[int, int]] = {}
+        for i, action in enumerate(plan.actions):  # each step alone, its first read answered by the facts
+            alone = plan._replace(incident=f"{plan.incident}-{i}", actions=(action._replace(after=()),))
+            cost[action.key] = _measured(sim, lambda p=alone: rt.executor.run(p, dry_run=False, known=known))
+    depth = {k: d for k, (_, d) in cost.items()}
     finish: dict[str, int] = {}
-    for action in plan.actions:
-        finish[action.key] = cost[action.key] + max((finish[d] for d in action.after), default=0)
-    facts_chain = max(readers.values(), default=0)
+    lanes: dict[str, list[Any]] = {}
+    for action in plan.actions:  # plan order respects `after`
+        finish[action.key] = depth[action.key] + max((finish[d] for d in action.after), default=0)
+        lane = action.target.lower() if getattr(HANDLERS[action.kind], "account_write", False) else action.key
+        lanes.setdefault(lane, []).append(action)
+    lane_depth = {lane: sum(depth[a.key] for a in steps) for lane, steps in lanes.items()}
+    facts_chain = max((d for _, d in readers.values()), default=0)
+    action_chain = max([*finish.values(), *lane_depth.values()], default=0)
+
+    def lane_name(lane: str) -> str:
+        ref = parse_storage_id(lane)
+        return ref.account if ref else "Graph"
+
+    ordered = sorted(lanes.items(), key=lambda item: -lane_depth[item[0]])
+    steps = [
+        f"{lane_name(lane)}: " + " -> ".join(f"{_name(a)} ({depth[a.key]})" for a in group)
+        for lane, group in ordered
+    ]
+    minimal = (
+        f"read the facts side by side ({facts_chain}: {sum(c for c, _ in readers.values())} reads), then "
+        + steps[0]
+        + ("; in parallel: " + "; ".join(steps[1:]) if steps[1:] else "")
+        + f" = {facts_chain + action_chain} calls"
+    )
     return {
+        "minimal_chain": minimal,
         "facts_chain": facts_chain,
-        "facts_calls": facts_total,
-        "facts_readers_match": facts_total == sum(readers.values()),
-        "action_calls": {f"{a.kind} {dict(a.params) or ''}".strip(): cost[a.key] for a in plan.actions},
-        "action_chain": max(finish.values(), default=0),
-        "chain_calls": facts_chain + max(finish.values(), default=0),
-        "sequential_calls": facts_chain + sum(cost.values()),
-        "total_calls": facts_total + sum(cost.values()),
+        "facts_calls": sum(c for c, _ in readers.values()),
+        "action_calls": {f"{a.kind} {dict(a.params) or ''}".strip(): cost[a.key][0] for a in plan.actions},
+        "action_depths": {f"{a.kind} {dict(a.params) or ''}".strip(): depth[a.key] for a in plan.actions},
+        "action_chain": action_chain,
+        "chain_calls": facts_chain + action_chain,
+        "total_calls": sum(c for c, _ in readers.values()) + sum(c for c, _ in cost.values()),
     }
 
 
@@ -155,6 +205,7 @@ def timed_delivery(azurite: Any, cert_dir: Path, workers: int | None, evidence: 
 
     with simulator(cert_dir) as sim, pipeline(sim, azurite, workers=workers, evidence=evidence) as rt:
         within(DEADLINE_S, lambda: process(event(), rt, execute=False))  # imports, tokens, connections
+        functions()  # the host has indexed the app (and imported azure.functions) before any delivery
         sim.set_faults([RULE])
         sim.clear_requests()
         item = event()
@@ -209,7 +260,7 @@ def run(azurite: Any, cert_dir: Path, repeats: int = 3, evidence: bool = True) -
         if status != "contained"
     ]
     return result(
-        "containment latency (wall ÷ required call chain)",
+        "containment latency (wall ÷ minimal call chain)",
         concurrent["ratio"],
         TARGET,
         "<=",

@@ -10,8 +10,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, NamedTuple
 
 from responders.actions import HANDLERS
 from responders.clients import Clients
@@ -67,6 +67,56 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}" + (f" {status}" if status else "") + (f": {message}" if message else "")
 
 
+class Known(NamedTuple):
+    """What the delivery read of each target before planning (`actions.known_state`) and when."""
+
+    states: dict[str, dict[str, Any]]
+    read_at: str
+
+
+class _Seen:
+    """The known state of each target during one run: the facts, then each write's own answer.
+
+    It answers a step's first read unless the step's claim row shows a write by any incident since
+    the facts were read; a retry always reads Azure again.
+    """
+
+    def __init__(self, known: Known | None) -> None:
+        self._lock = threading.Lock()
+        self._states = {k: dict(v) for k, v in (known.states if known else {}).items()}
+        self.read_at = known.read_at if known else ""
+
+    def state(
+        self, handler: Any, action: Action, claim: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        written = str((claim or {}).get("WrittenAt") or "")
+        if claim is not None and (not self.read_at or (written and not is_after(self.read_at, written))):
+            return None
+        with self._lock:
+            known = self._states.get(action.target.lower())
+            return None if known is None else handler.state_from(known, action)
+
+    def answered(self, action: Action, answer: dict[str, Any]) -> None:
+        with self._lock:
+            known = self._states.setdefault(action.target.lower(), {})
+            for field, value in answer.items():
+                base = known.get(field)
+                known[field] = (
+                    {**base, **value} if isinstance(value, dict) and isinstance(base, dict) else value
+                )
+
+
+class _Turn:
+    """This instance's writers of one storage account: whose turn it is, and the ledger lease they hold
+    (`lease`, its ETag) or last released (`released`, the row's ETag after that release)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting = 0
+        self.lease: str | None = None
+        self.released: str | None = None
+
+
 class Executor:
     """Executes plans against the adapters; the clock is injected so tests control time."""
 
@@ -88,10 +138,11 @@ class Executor:
         self.backoff = backoff
         self.claim_wait = claim_wait
         self.instance = uuid.uuid4().hex  # this instance's name on the accounts' write leases
-        self._accounts: dict[str, threading.Lock] = {}
+        self._accounts: dict[str, _Turn] = {}
         self._accounts_lock = threading.Lock()
 
-    def run(self, plan: Plan, *, dry_run: bool) -> list[Outcome]:
+    def run(self, plan: Plan, *, dry_run: bool, known: Known | None = None) -> list[Outcome]:
+        """Run the plan's steps; `known` (the facts read just before planning) answers first reads."""
         if dry_run:
             return [Outcome(action=a, status="dry-run") for a in plan.actions]
         now = self.clock()
@@ -99,22 +150,35 @@ class Executor:
         since = plan.signal.occurred_at if is_after(now, plan.signal.occurred_at) else now
         seq = {a.key: i for i, a in enumerate(plan.actions)}
         results: dict[str, Outcome] = {}
+        seen = _Seen(known)
         remaining = list(plan.actions)
+        accounts = {
+            a.target.lower() for a in plan.actions if getattr(HANDLERS[a.kind], "account_write", False)
+        }
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="act") as pool:
-            while remaining:
-                wave = [a for a in remaining if all(dep in results for dep in a.after)]
-                if not wave:
-                    raise RuntimeError("plan has a dependency cycle")
-                futures = {}
-                for action in wave:
+            for account in accounts:  # the leases are taken while the steps are claimed
+                pool.submit(self._lease_ahead, account)
+            running: dict[Future[Outcome], Action] = {}
+            while remaining or running:
+                # start every step whose predecessors are done, as soon as they are (not wave by wave)
+                ready = [a for a in remaining if all(dep in results for dep in a.after)]
+                for action in ready:
+                    remaining.remove(action)
                     waiting = self._waiting_on(plan, action, seq[action.key], results)
                     if waiting is not None:
                         results[action.key] = waiting
                         continue
-                    futures[action.key] = pool.submit(self._one, plan, action, seq[action.key], since)
-                for key, future in futures.items():
-                    results[key] = future.result()
-                remaining = [a for a in remaining if a.key not in results]
+                    future = pool.submit(self._one, plan, action, seq[action.key], since, seen)
+                    running[future] = action
+                if ready and not running:
+                    continue  # steps settled without running may unblock others
+                if not running:
+                    raise RuntimeError("plan has a dependency cycle")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    results[running.pop(future).key] = future.result()
+        for account in accounts:
+            self._release_idle(account)
         return [results[a.key] for a in plan.actions]
 
     def _waiting_on(
@@ -153,6 +217,7 @@ class Executor:
         since: str,
         row: dict[str, Any],
         claim: dict[str, Any],
+        seen: _Seen | None = None,
     ) -> Outcome:
         """Read, act, read back: the resource's state decides. The intent (with the state before) is
         recorded before each write, so a delivery that finds an intent of an earlier one (whose outcome
@@ -161,9 +226,11 @@ class Executor:
         landed before its response was lost is not sent again)."""
         sent_at = str(row.get("IntentAt") or "")  # when an earlier delivery sent (or meant to send) it
         before: dict[str, Any] = dict(row.get("Before") or {}) if sent_at else {}
+        seen = seen or _Seen(None)
         for attempt in range(1, self.attempts + 1):
             try:
-                state = self._read(handler, action, claim)
+                known = seen.state(handler, action, claim) if attempt == 1 and handler.observable else None
+                state = known if known is not None else self._read(handler, action, claim)
                 before = before or state
                 if handler.done(state, action, since):
                     if not sent_at:
@@ -189,7 +256,14 @@ class Executor:
                     sent_at = acted_at
                     written = handler.apply(self.clients, action)
                 self.ledger.record_writes(written, incident, action.key, acted_at)
-                after = {**self._read(handler, action, claim, written_at=acted_at), "actedAt": acted_at}
+                answer = getattr(written, "answer", None)
+                if answer:  # the write's own answer shows the state: no read-back
+                    seen.answered(action, answer)
+                shown = seen.state(handler, action) if answer and handler.observable else None
+                read_back = (
+                    shown if shown is not None else self._read(handler, action, claim, written_at=acted_at)
+                )
+                after = {**read_back, "actedAt": acted_at}
                 verified = handler.done(after, action, since)
                 return Outcome(
                     action=action,
@@ -221,28 +295,65 @@ class Executor:
     @contextlib.contextmanager
     def _account_write(self, handler: Any, action: Action) -> Iterator[None]:
         """Hold the storage account alone for one write (Azure answers overlapping writes 409):
-        first among this instance's threads, then across instances through the ledger's lease.
-        Other accounts, container writes and Graph calls are not held."""
+        first among this instance's threads, then across instances through the ledger's lease, which
+        passes straight to the next of this instance's writers when one is waiting. Other accounts,
+        container writes and Graph calls are not held."""
         if not getattr(handler, "account_write", False):
             yield
             return
         account = action.target.lower()
         deadline = time.monotonic() + self.claim_wait
+        turn = self._turn(account)
         with self._accounts_lock:
-            local = self._accounts.setdefault(account, threading.Lock())
-        if not local.acquire(timeout=self.claim_wait):
+            turn.waiting += 1
+        got = turn.lock.acquire(timeout=self.claim_wait)
+        with self._accounts_lock:
+            turn.waiting -= 1
+        if not got:
             raise AccountBusy("another step of this instance holds the storage account")
         try:
-            while (etag := self.ledger.hold_account(account, self.instance, self.clock())) is None:
-                if time.monotonic() >= deadline:
-                    raise AccountBusy("another instance holds the storage account's write lease")
-                _sleep(0.05 + random.random() * 0.1)
-            try:
-                yield
-            finally:
-                self.ledger.release_account(account, self.instance, etag, self.clock())
+            while turn.lease is None:
+                turn.lease = self.ledger.hold_account(account, self.instance, self.clock(), turn.released)
+                if turn.lease is None:
+                    if time.monotonic() >= deadline:
+                        raise AccountBusy("another instance holds the storage account's write lease")
+                    _sleep(0.05 + random.random() * 0.1)
+            yield
         finally:
-            local.release()
+            with self._accounts_lock:
+                pass_on = turn.waiting > 0
+            if turn.lease is not None and not pass_on:
+                lease, turn.lease = turn.lease, None
+                turn.released = self.ledger.release_account(account, self.instance, lease, self.clock())
+            turn.lock.release()
+
+    def _turn(self, account: str) -> _Turn:
+        with self._accounts_lock:
+            return self._accounts.setdefault(account, _Turn())
+
+    def _lease_ahead(self, account: str) -> None:
+        """Take the account's ledger lease before the first write needs it (one try: a lease another
+        instance holds is waited for by the write itself)."""
+        turn = self._turn(account)
+        if turn.lock.acquire(blocking=False):
+            try:
+                if turn.lease is None:
+                    turn.lease = self.ledger.hold_account(account, self.instance, self.clock(), turn.released)
+            finally:
+                turn.lock.release()
+
+    def _release_idle(self, account: str) -> None:
+        """Free a lease taken ahead that no write used (a writer still at work frees it itself)."""
+        turn = self._turn(account)
+        if turn.lock.acquire(blocking=False):
+            try:
+                with self._accounts_lock:
+                    idle = turn.waiting == 0
+                if idle and turn.lease is not None:
+                    lease, turn.lease = turn.lease, None
+                    turn.released = self.ledger.release_account(account, self.instance, lease, self.clock())
+            finally:
+                turn.lock.release()
 
     def _read(
         self, handler: Any, action: Action, claim: dict[str, Any], written_at: str = ""
@@ -259,7 +370,7 @@ class Executor:
         self.ledger.finish(plan.incident, outcome, self.clock())
         return outcome
 
-    def _one(self, plan: Plan, action: Action, seq: int, since: str) -> Outcome:
+    def _one(self, plan: Plan, action: Action, seq: int, since: str, seen: _Seen | None = None) -> Outcome:
         handler = HANDLERS[action.kind]
         owned, row = self.ledger.begin(plan, action, seq, self.clock())
         if not owned:
@@ -292,7 +403,7 @@ class Executor:
             return outcome
         outcome: Outcome | None = None
         try:
-            outcome = self._attempts(handler, plan.incident, action, since, row, claim)
+            outcome = self._attempts(handler, plan.incident, action, since, row, claim, seen)
             self.ledger.finish(plan.incident, outcome, self.clock())
         finally:
             wrote = outcome is not None and outcome.status == "contained"

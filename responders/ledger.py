@@ -343,9 +343,11 @@ class Ledger:
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
     # one writer per storage account, across instances ---------------------------------------
-    def hold_account(self, account: str, holder: str, now: str) -> str | None:
+    def hold_account(self, account: str, holder: str, now: str, last: str | None = None) -> str | None:
         """Take the account's write lease for `holder` (Azure refuses overlapping writes to one
-        account): the row's ETag to release it with, or None while another holder's lease runs."""
+        account): the row's ETag to release it with, or None while another holder's lease runs.
+        `last` is the ETag this holder's release left: when nobody wrote the row since, one
+        conditional write takes the lease again."""
         from azure.core.exceptions import ResourceExistsError
 
         self._ensure()
@@ -356,6 +358,8 @@ class Ledger:
             "Holder": holder,
             "LeaseUntil": _shift(now, LEASE_SECONDS),
         }
+        if last and (taken := self._replace_if_unchanged(lease, last)):
+            return taken
         try:
             return str(self.table.create_entity(lease)["etag"])
         except ResourceExistsError:
@@ -365,8 +369,9 @@ class Ledger:
             return None
         return self._replace_if_unchanged(lease, row.metadata["etag"])
 
-    def release_account(self, account: str, holder: str, etag: str, now: str) -> None:
-        """Free the write lease, unless it expired and another holder has taken it since (ETag)."""
+    def release_account(self, account: str, holder: str, etag: str, now: str) -> str | None:
+        """Free the write lease, unless it expired and another holder has taken it since (ETag); the
+        row's new ETag, for taking it again cheaply."""
         from azure.core.exceptions import ResourceNotFoundError
 
         lease = {
@@ -378,8 +383,10 @@ class Ledger:
             "LastWriter": holder,
             "LastWriteAt": now,
         }
-        with contextlib.suppress(ResourceNotFoundError):
-            self._replace_if_unchanged(lease, etag)
+        try:
+            return self._replace_if_unchanged(lease, etag)
+        except ResourceNotFoundError:
+            return None
 
     def _replace_if_unchanged(self, entity: dict[str, Any], etag: str) -> str | None:
         """Replace a row only if nobody wrote it since `etag`: the new ETag, or None when someone did."""

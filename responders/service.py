@@ -18,7 +18,7 @@ from responders.core.parse import incident_key, parse_item
 from responders.core.plan import plan as make_plan
 from responders.core.plan import shape_key
 from responders.core.timeutil import is_after, parse_time
-from responders.execute import Executor, TransientFailure, describe, is_transient
+from responders.execute import Executor, Known, TransientFailure, describe, is_transient
 from responders.ledger import Ledger
 from responders.settings import Settings
 
@@ -388,6 +388,7 @@ RESUMABLE = ("planned", "retrying")
 def _classify_and_execute(
     signal: Signal, rt: Runtime, now: str, dry_run: bool, earlier: dict[str, Any] | None
 ) -> dict[str, Any]:
+    from responders.actions import known_state
     from responders.actions.storage import account_state
 
     policy = rt.settings.policy
@@ -398,6 +399,7 @@ def _classify_and_execute(
         needs_facts = signal.kind is not SignalKind.OTHER and not echo
         if needs_facts:
             signal = resolve_entities(resolve_search(signal, rt), rt)
+        read_at = rt.clock()
         facts = gather_facts(signal, rt) if needs_facts else Facts()
     except Exception as exc:
         empty = make_plan(signal, Facts(), classify(signal, Facts(), policy, echo=echo), policy)
@@ -427,17 +429,21 @@ def _classify_and_execute(
         state_before=state_before,
         owners=owners_of(facts),
     )
-    return _execute(plan, rt, dry_run=dry_run, foldable=signal.kind in FOLDABLE)
+    known = Known(known_state(facts), read_at)
+    return _execute(plan, rt, dry_run=dry_run, foldable=signal.kind in FOLDABLE, known=known)
 
 
-def _execute(plan: Plan, rt: Runtime, *, dry_run: bool, foldable: bool = False) -> dict[str, Any]:
+def _execute(
+    plan: Plan, rt: Runtime, *, dry_run: bool, foldable: bool = False, known: Known | None = None
+) -> dict[str, Any]:
     """Run the plan, record the outcome, follow up. `foldable`: the plan was made from the signal
-    itself (not rebuilt from the ledger), so a storm of the same change may be folded into it."""
+    itself (not rebuilt from the ledger), so a storm of the same change may be folded into it.
+    `known`: the facts just read, which answer each step's first read."""
     from responders import followup
 
     evidence_before = followup.start_evidence(plan, rt)
     acted_from = rt.clock()
-    outcomes = rt.executor.run(plan, dry_run=dry_run) if plan.verdict.leak else []
+    outcomes = rt.executor.run(plan, dry_run=dry_run, known=known) if plan.verdict.leak else []
     status = incident_status(plan, outcomes, dry_run)
     rt.ledger.set_incident_status(plan.incident, status, rt.clock())
     if foldable and status == "contained":

@@ -4,10 +4,12 @@ instances too, through the ledger) while other accounts and Graph run in paralle
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -112,6 +114,9 @@ def test_a_plan_with_several_writes_on_one_account_completes(make_harness) -> No
     assert len(writes) == 3
     assert {w["status"] for w in writes} == {200}
     assert overlapping(writes) == []
+    leases = [r for r in h.all_ledger_rows() if r["PartitionKey"] == "account-write"]
+    assert len(leases) == 1
+    assert leases[0]["Holder"] == "", "the account's write lease is free once the delivery is done"
 
 
 def _plan(h: Harness, item: dict[str, Any], kinds: set[str]) -> Any:
@@ -185,3 +190,50 @@ def test_other_conflicts_stay_permanent(azure_env: Simulator) -> None:
         )
     assert raised.value.status_code == 409
     assert not is_transient(raised.value)
+
+
+def test_the_facts_and_each_writes_answer_stand_in_for_reads(make_harness, caplog) -> None:
+    """The account read before planning answers each step's first read, and regenerateKey's answer
+    (each key's creationTime) its read-back: no account GET after the facts; no key value kept."""
+    h: Harness = make_harness()
+    item = sample("03-listkeys-by-app.json")[0]
+    h.eventgrid(item)
+    incident = h.incident(item["id"])
+    assert incident is not None
+    assert incident["Status"] == "contained"
+    calls = [
+        (r["method"], r["path"].lower().rsplit("/", 1)[-1])
+        for r in h.sim.requests()
+        if "/storageaccounts/stsynthclaims02" in r["path"].lower()
+    ]
+    assert calls.count(("GET", "stsynthclaims02")) == 1, calls
+    assert sorted(c for c in calls if c[0] == "POST") == [
+        ("POST", "regeneratekey"),
+        ("POST", "regeneratekey"),
+        ("POST", "revokeuserdelegationkeys"),
+    ]
+    keys = h.sim.state.snapshot()["accounts"]["stsynthclaims02"]["keys"]
+    rotated = {
+        a["Params"]["key_name"]: a["After"]
+        for a in incident["actions"]
+        if a["Kind"].endswith("regenerate_key")
+    }
+    for name, after in rotated.items():
+        assert after["keyCreationTime"] == str(
+            datetime.fromisoformat(keys[name]["creationTime"].replace("Z", "+00:00"))
+        )
+    kept = json.dumps(h.all_ledger_rows(), default=str) + caplog.text
+    assert not [s for s in h.sim.secrets() if s in kept]
+
+
+def test_a_step_starts_when_its_predecessor_ends_not_when_the_whole_wave_does(make_harness) -> None:
+    h: Harness = make_harness()
+    h.sim.set_faults([{"method": "*", "path": "/servicePrincipals/", "latency_ms": 1500}])
+    item = sample("03-listkeys-by-app.json")[0]
+    h.eventgrid(item)
+    requests = h.sim.requests()
+    key2 = next(
+        r for r in requests if r["path"].endswith("regenerateKey") and r["body"] == {"keyName": "key2"}
+    )
+    patch = next(r for r in requests if r["method"] == "PATCH" and "/servicePrincipals/" in r["path"])
+    assert key2["time"] < patch["answered"], "key2 waited only for key1, not for the slow Graph step"

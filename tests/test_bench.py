@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from bench import storm, throughput
+from bench import latency, storm, throughput
 
 
 def test_storm_contains_once_and_accounts_for_every_event(tmp_path: Path) -> None:
@@ -27,3 +28,14 @@ def test_throughput_classifies_every_generated_event_and_reports_its_stages() ->
     assert res["ratio"] > 0
     assert "parse" in res["stages_us"]
     assert "json.loads (the baseline)" in res["stages_us"]
+
+
+def test_latency_counts_the_minimal_chain_and_serialises_nothing_else(azurite: Any, tmp_path: Path) -> None:
+    res = latency.run(azurite, tmp_path / "certs", repeats=1, evidence=False)
+    assert res["problems"] == []
+    chain = res["chain"]
+    assert chain["facts_chain"] == 1, "the account, its containers and the principal are read side by side"
+    assert chain["chain_calls"] == 4, chain["minimal_chain"]
+    assert res["concurrent"]["statuses"] == ["contained"]
+    assert res["concurrent"]["observed_chain"] == [4]
+    assert res["concurrent"]["writes"] == [4]

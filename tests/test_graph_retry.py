@@ -71,4 +71,3 @@ def test_the_cut_off_cancels_the_graph_call_so_no_patch_lands_after_it(make_harn
         clients.close()
     assert again.status == "contained"
     assert h.sim.state.service_principal(SP)["accountEnabled"] is False
-

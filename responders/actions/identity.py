@@ -74,6 +74,16 @@ def principals_for_app(clients: Clients, app_id: str) -> list[PrincipalFacts]:
     ]
 
 
+def principal_state(facts: PrincipalFacts) -> dict[str, Any]:
+    """What disabling a principal reads of it (the facts gathered before planning hold the same)."""
+    return {
+        "found": facts.found,
+        "accountEnabled": facts.account_enabled if facts.found else None,
+        "appId": facts.app_id,
+        "displayName": facts.display_name,
+    }
+
+
 class DisableServicePrincipal:
     """PATCH accountEnabled=false on the service principal."""
 
@@ -81,13 +91,10 @@ class DisableServicePrincipal:
     observable = True
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
-        facts = read_principal(clients, action.target)
-        return {
-            "found": facts.found,
-            "accountEnabled": facts.account_enabled if facts.found else None,
-            "appId": facts.app_id,
-            "displayName": facts.display_name,
-        }
+        return principal_state(read_principal(clients, action.target))
+
+    def state_from(self, known: dict[str, Any], action: Action) -> dict[str, Any] | None:
+        return dict(known) if "accountEnabled" in known else None
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return state.get("accountEnabled") is False

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from responders.core.arm import StorageRef, is_container_name, parse_storage_id
-from responders.core.model import AccountFacts, Action, ContainerFacts, Write
+from responders.core.model import AccountFacts, Action, Applied, ContainerFacts, Write
 from responders.core.parse import guid
 from responders.core.timeutil import is_after
 
@@ -83,13 +83,19 @@ def read_account(
 
     ref = _ref(account_id)
     client = _client(clients, ref)
-    try:
-        account = client.storage_accounts.get_properties(ref.resource_group, ref.account).as_dict()
-    except ResourceNotFoundError as exc:
-        return AccountFacts(id=account_id, found=False, error=f"not found ({exc.reason or 404})")
+    # the container list does not depend on the account's body: both requests go out at once
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="containers") as pool:
+        listing = pool.submit(
+            lambda: [c.as_dict() for c in client.blob_containers.list(ref.resource_group, ref.account)]
+        )
+        try:
+            account = client.storage_accounts.get_properties(ref.resource_group, ref.account).as_dict()
+        except ResourceNotFoundError as exc:
+            listing.exception()  # the list fails alike; wait for it, its error says nothing more
+            return AccountFacts(id=account_id, found=False, error=f"not found ({exc.reason or 404})")
+        listed = listing.result()
     props = account.get("properties", {}) or {}
     tags = dict(account.get("tags") or {})
-    listed = [c.as_dict() for c in client.blob_containers.list(ref.resource_group, ref.account)]
     metadata: dict[str, dict[str, str]] = {}
     unread = 0
     if tags_decide is not None and not tags_decide(tags):
@@ -118,6 +124,16 @@ def read_account(
 def key_times(raw: Any) -> dict[str, str | None]:
     """keyCreationTime per key; an account older than the property reports null, kept as None."""
     return {str(k): (None if v is None else str(v)) for k, v in (raw or {}).items()}
+
+
+def _answered_account(account: dict[str, Any]) -> dict[str, Any]:
+    """The known state an account PATCH answers with (the whole account)."""
+    props = account.get("properties") or {}
+    allow = props.get("allowBlobPublicAccess")
+    return {
+        "allowBlobPublicAccess": None if allow is None else bool(allow),
+        "keyCreationTime": key_times(props.get("keyCreationTime")),
+    }
 
 
 def _container_metadata(
@@ -155,6 +171,11 @@ class DisablePublicAccess:
         facts = read_account(clients, action.target)
         return {"allowBlobPublicAccess": facts.allow_blob_public_access}
 
+    def state_from(self, known: dict[str, Any], action: Action) -> dict[str, Any] | None:
+        if "allowBlobPublicAccess" not in known:
+            return None
+        return {"allowBlobPublicAccess": known["allowBlobPublicAccess"]}
+
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return state.get("allowBlobPublicAccess") is False
 
@@ -168,15 +189,16 @@ class DisablePublicAccess:
         return self._set(clients, action, before.get("allowBlobPublicAccess") is not False)
 
     @staticmethod
-    def _set(clients: Clients, action: Action, allow: bool) -> list[Write]:
+    def _set(clients: Clients, action: Action, allow: bool) -> Applied:
+        """The PATCH answers with the account: that answer is the read-back."""
         ref, seen = _ref(action.target), Recorder()
-        _client(clients, ref).storage_accounts.update(
+        account = _client(clients, ref).storage_accounts.update(
             ref.resource_group,
             ref.account,
             {"properties": {"allowBlobPublicAccess": allow}},
             raw_response_hook=seen,
         )
-        return seen.writes(ref.account_id, "write")
+        return Applied(seen.writes(ref.account_id, "write"), _answered_account(account.as_dict()))
 
 
 class MakeContainerPrivate:
@@ -194,6 +216,11 @@ class MakeContainerPrivate:
             "publicAccess": str((item.get("properties") or {}).get("publicAccess") or "None"),
         }
 
+    def state_from(self, known: dict[str, Any], action: Action) -> dict[str, Any] | None:
+        container = _container(action)
+        access = (known.get("containers") or {}).get(container)
+        return None if access is None else {"container": container, "publicAccess": str(access)}
+
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return str(state.get("publicAccess", "")).lower() == "none"
 
@@ -207,10 +234,11 @@ class MakeContainerPrivate:
         return self._set(clients, action, before.get("publicAccess", "None"))
 
     @staticmethod
-    def _set(clients: Clients, action: Action, level: str) -> list[Write]:
+    def _set(clients: Clients, action: Action, level: str) -> Applied:
+        """The PATCH answers with the container: that answer is the read-back."""
         ref, seen = _ref(action.target), Recorder()
         container = _container(action)
-        _client(clients, ref).blob_containers.update(
+        item = _client(clients, ref).blob_containers.update(
             ref.resource_group,
             ref.account,
             container,
@@ -218,7 +246,10 @@ class MakeContainerPrivate:
             raw_response_hook=seen,
         )
         resource = f"{ref.account_id}/blobServices/default/containers/{container}"
-        return seen.writes(resource, "blobservices/containers/write")
+        access = str((item.as_dict().get("properties") or {}).get("publicAccess") or "None")
+        return Applied(
+            seen.writes(resource, "blobservices/containers/write"), {"containers": {container: access}}
+        )
 
 
 class RegenerateKey:
@@ -238,6 +269,12 @@ class RegenerateKey:
         )
         return {"key": action.params["key_name"], "keyCreationTime": key_times({"k": created})["k"]}
 
+    def state_from(self, known: dict[str, Any], action: Action) -> dict[str, Any] | None:
+        if "keyCreationTime" not in known:
+            return None
+        created = (known["keyCreationTime"] or {}).get(action.params["key_name"])
+        return {"key": action.params["key_name"], "keyCreationTime": created}
+
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         """Rotated after the signal: any key that was listed before `since` is already dead."""
         return is_after(state.get("keyCreationTime"), since)
@@ -245,7 +282,9 @@ class RegenerateKey:
     def done_at(self, state: dict[str, Any]) -> str:
         return str(state.get("keyCreationTime") or "")
 
-    def apply(self, clients: Clients, action: Action) -> list[Write]:
+    def apply(self, clients: Clients, action: Action) -> Applied:
+        """The answer lists both keys: only each key's creationTime is read (the read-back, for this
+        key and the other); the key values are dropped unread, never returned, logged or recorded."""
         ref, seen = _ref(action.target), Recorder()
         # retry_total=0: a blind transport retry would rotate twice; the executor verifies instead.
         result = _client(clients, ref).storage_accounts.regenerate_key(
@@ -255,8 +294,11 @@ class RegenerateKey:
             retry_total=0,
             raw_response_hook=seen,
         )
+        times = key_times(
+            {k.key_name.lower(): k.creation_time for k in result.keys_property or () if k.key_name}
+        )
         del result
-        return seen.writes(ref.account_id, "regeneratekey/action")
+        return Applied(seen.writes(ref.account_id, "regeneratekey/action"), {"keyCreationTime": times})
 
 
 class RevokeUserDelegationKeys:
@@ -269,6 +311,9 @@ class RevokeUserDelegationKeys:
 
     def read(self, clients: Clients, action: Action) -> dict[str, Any]:
         return {"revocation": "not observable through Resource Manager"}
+
+    def state_from(self, known: dict[str, Any], action: Action) -> dict[str, Any] | None:
+        return None
 
     def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
         return is_after(state.get("writtenAt"), since)

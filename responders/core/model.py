@@ -167,6 +167,16 @@ class Write(NamedTuple):
     operation: str  # e.g. microsoft.storage/storageaccounts/write, lower case
 
 
+class Applied(list[Write]):
+    """The writes a step sent (for echo suppression) and what the write's own answer shows of its
+    target (`answer`, e.g. the account a PATCH answers with; None when it shows nothing): the executor
+    takes that answer as the step's read-back instead of asking again."""
+
+    def __init__(self, writes: list[Write] = (), answer: dict[str, Any] | None = None) -> None:  # type: ignore[assignment]
+        super().__init__(writes)
+        self.answer = answer
+
+
 class Plan(NamedTuple):
     """What will be done about one signal: data, so dry-run can show it and execute can run it."""
 
