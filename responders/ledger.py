@@ -326,6 +326,16 @@ class Ledger:
             return False, dict(self.table.get_entity("resource", key))
         return True, {**dict(row), **claim}
 
+    def last_write(self, action: Action) -> dict[str, Any] | None:
+        """The step's claim row: which incident last wrote it and when (`WrittenAt`), or None."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._ensure()
+        try:
+            return dict(self.table.get_entity("resource", self._resource_key(action)))
+        except ResourceNotFoundError:
+            return None
+
     def release_resource(self, action: Action, incident: str, *, written_at: str | None) -> None:
         """Free the claim; `written_at` (when this incident's write was sent) is kept as the step's last
         write, which is what "done" means for a step whose result cannot be read back."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from responders.actions import HANDLERS
-from responders.core.model import BadInput
+from responders.core.classify import blocked_reason
+from responders.core.model import Action, BadInput
+from responders.core.timeutil import is_after
 from responders.execute import describe
 from responders.service import Runtime, _execute, ledger_report, plan_from_ledger
 
@@ -49,14 +51,57 @@ def approve(rt: Runtime, incident: str, keys: list[str] | None, *, execute: bool
     plan = plan._replace(
         actions=tuple(a._replace(mode="approved") if a.key in chosen else a for a in plan.actions)
     )
+    # the policy and the resource may have changed since the plan was made: re-check before writing
+    actions = {a.key: a for a in plan.actions}
+    blocked = {key: why for key in sorted(chosen) if (why := still_forbidden(rt, actions[key]))}
     if not execute or rt.settings.dry_run:
         result = ledger_report(row)
-        result["would_approve"] = sorted(chosen)
+        result["would_approve"] = sorted(chosen - set(blocked))
+        result["would_skip"] = blocked
         result["dry_run"] = True
         return result
     for key in sorted(chosen):
-        rt.ledger.update_action(incident, key, ApprovedBy=by, ApprovedAt=rt.clock())
+        if key in blocked:
+            why = f"not run: {blocked[key]} (re-checked when approved)"
+            rt.ledger.update_action(incident, key, Status="skipped", Error=why, LeaseUntil="", SkippedBy=by)
+        else:
+            rt.ledger.update_action(incident, key, ApprovedBy=by, ApprovedAt=rt.clock())
     return _execute(plan, rt, dry_run=False)
+
+
+def still_forbidden(rt: Runtime, action: Action) -> str:
+    """Why the policy forbids this action now (exempt or out of scope, read afresh), or ""."""
+    from responders.actions.identity import read_principal
+    from responders.actions.storage import read_account
+
+    policy = rt.settings.policy
+    if action.kind == "identity.disable_service_principal":
+        if action.target in policy.responder_object_ids:
+            return "the responder's own identity is never disabled"
+        principal = read_principal(rt.clients, action.target)
+        if not policy.principal_in_scope(action.target, principal.app_id):
+            return "outside the policy's principal scope (principals.allow)"
+        return ""
+    account = read_account(rt.clients, action.target)
+    if not account.found:
+        return f"the account cannot be read: {account.error}"
+    return blocked_reason(account, policy)
+
+
+def present_conflict(rt: Runtime, incident: str, action: Action, record: dict[str, Any]) -> str:
+    """Why restoring this step would undo more than this incident did, or "": a later incident wrote
+    the same step, or the resource is no longer as this incident left it."""
+    last = rt.ledger.last_write(action) or {}
+    other = str(last.get("Incident") or "")
+    if other and other != incident and is_after(last.get("WrittenAt"), record.get("ActedAt")):
+        when = last.get("WrittenAt")
+        return f"incident {other} acted on it later (at {when}); this restore would undo that"
+    handler = HANDLERS[action.kind]
+    state = handler.read(rt.clients, action)
+    if not handler.done(state, action, ""):
+        left = {k: v for k, v in (record.get("After") or {}).items() if k in state}
+        return f"the current state {state} is not what this incident left ({left})"
+    return ""
 
 
 def restore(rt: Runtime, incident: str, *, execute: bool, by: str) -> dict[str, Any]:
@@ -85,6 +130,15 @@ def restore(rt: Runtime, incident: str, *, execute: bool, by: str) -> dict[str, 
     }
     if not todo and not refused:
         result["note"] = "nothing was contained by this incident, so there is nothing to restore"
+    conflicts = [
+        {"kind": a["Kind"], "target": a["Target"], "params": a.get("Params") or {}, "why": why}
+        for a in todo
+        if (why := present_conflict(rt, incident, plan[a["RowKey"]], a))
+    ]
+    if conflicts:  # all or nothing: a half-restored resource helps nobody
+        result["refused"] += conflicts
+        result["note"] = "nothing restored: the resource is not as this incident left it"
+        return result
     for record in todo:
         action = plan[record["RowKey"]]
         entry: dict[str, Any] = {

@@ -99,6 +99,18 @@ def _credential_reason(signal: Signal) -> str:
     return f"{what} by {who}{kind}"
 
 
+def blocked_reason(account: AccountFacts, policy: Policy) -> str:
+    """Why the policy forbids acting on this account (its exemption tag, or the scope), or ""."""
+    exempt = next((str(v) for k, v in account.tags.items() if k.lower() == policy.exempt_tag), "")
+    if exempt.lower() == "true":
+        reason_tag = policy.exempt_tag + "-reason"
+        note = next((str(v) for k, v in account.tags.items() if k.lower() == reason_tag), "")
+        return f"exempt by tag {policy.exempt_tag}=true" + (f" ({note})" if note else "")
+    if not policy.in_scope(account.id):
+        return "outside the allowed scopes of the policy"
+    return ""
+
+
 def classify(signal: Signal, facts: Facts, policy: Policy, echo: str = "") -> Verdict:
     """Decide whether the signal is a synthetic-data leak; every branch says why.
 
@@ -174,14 +186,9 @@ def classify(signal: Signal, facts: Facts, policy: Policy, echo: str = "") -> Ve
             reasons.append(f"{account_id}: severity {level}: {', '.join(why)}")
         if SEVERITIES.index(level) > SEVERITIES.index(severity):
             severity = level
-        exempt = next((str(v) for k, v in account.tags.items() if k.lower() == policy.exempt_tag), "")
-        if exempt.lower() == "true":
-            note = next(
-                (str(v) for k, v in account.tags.items() if k.lower() == policy.exempt_tag + "-reason"), ""
-            )
-            blocked[account_id] = f"exempt by tag {policy.exempt_tag}=true" + (f" ({note})" if note else "")
-        elif not policy.in_scope(account_id):
-            blocked[account_id] = "outside the allowed scopes of the policy"
+        why_not = blocked_reason(account, policy)
+        if why_not:
+            blocked[account_id] = why_not
 
     findings += signal.notes  # what the parser could not map (e.g. entities without an Entra id)
     if facts.evidence_error and signal.kind is SignalKind.ALERT:
