@@ -1,7 +1,10 @@
 """The azd hooks with stand-in `az` and `azd` executables on PATH: exit codes and the calls they make.
 
 Error text is the Azure CLI's: `ERROR: (Code) message` then `Code: ...` and `Message: ...` lines
-for an ARM error, and its own sentences for a signed-out CLI or an unknown subscription.
+for an ARM error (as in the DeploymentNotFound output quoted in
+OfficeDev/microsoft-teams-apps-company-communicator#983), and its own sentences for a signed-out CLI
+or an unknown subscription. The hooks match the ARM code, not the layout: azure-cli#28834 shows the
+same code printed as a JSON body.
 """
 
 from __future__ import annotations
