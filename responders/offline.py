@@ -149,6 +149,9 @@ def _principal_facts(object_id: str, seed: Mapping[str, Any]) -> PrincipalFacts:
         app_id=str(seed.get("appId") or "").lower(),
         display_name=str(seed.get("displayName") or ""),
         account_enabled=seed.get("accountEnabled") is not False,
+        principal_type=str(seed.get("servicePrincipalType") or "Application"),
+        app_owner_tenant=str(seed.get("appOwnerOrganizationId") or "").lower(),
+        owners=tuple(str(o).lower() for o in seed.get("owners") or ()),
     )
 
 

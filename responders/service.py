@@ -189,8 +189,11 @@ def gather_facts(signal: Signal, rt: Runtime) -> Facts:
             )
             for a in signal.accounts
         }
-        sps = {p: pool.submit(read_principal, rt.clients, p) for p in dict.fromkeys(principals)}
-        apps = [pool.submit(principals_for_app, rt.clients, app) for app in signal.apps]
+        owners = rt.settings.policy.graph_permission == "Application.ReadWrite.OwnedBy"
+        sps = {
+            p: pool.submit(read_principal, rt.clients, p, owners=owners) for p in dict.fromkeys(principals)
+        }
+        apps = [pool.submit(principals_for_app, rt.clients, app, owners=owners) for app in signal.apps]
         principal_facts = {k: f.result() for k, f in sps.items()}
         for future in apps:
             for sp in future.result():

@@ -230,3 +230,83 @@ def test_an_old_incident_naming_nothing_is_concluded_without_redelivery(make_har
     status, body, _ = h.http("alerts", incident)
     assert status == 200, body
     assert body["results"][0]["status"] == "ignored"
+
+
+# --- 7. Graph enforces ownership and principal types ------------------------------------------------
+
+APP_SP = "3a9c5e7b-1d2f-4a6b-8c0d-2e4f6a8b0c1d"  # etl-synth-exporter, which lists keys in sample 03
+
+
+def owned_by_policy() -> dict[str, Any]:
+    import yaml
+
+    from tests.harness import SAMPLES
+
+    policy = yaml.safe_load((SAMPLES / "policy.yaml").read_text())
+    policy.setdefault("responder", {})["graph_permission"] = "Application.ReadWrite.OwnedBy"
+    return policy
+
+
+def tenant_with_principal(**changes: Any) -> dict[str, Any]:
+    tenant = copy.deepcopy(TENANT)
+    tenant["responderIdentity"]["graphPermission"] = "Application.ReadWrite.OwnedBy"
+    seed = next(sp for sp in tenant["servicePrincipals"] if sp["id"] == APP_SP)
+    seed.update(changes)
+    return tenant
+
+
+def graph_writes(h: Any) -> list[dict[str, Any]]:
+    return [r for r in h.sim.requests() if r["method"] == "PATCH" and r["path"].startswith("/v1.0/")]
+
+
+def test_owned_by_may_not_patch_a_service_principal_it_does_not_own(make_harness) -> None:
+    from tests.simulator_fixtures import session
+
+    h = make_harness(tenant=tenant_with_principal(owners=[]))
+    http = session(h.sim, "https://graph.microsoft.com")
+    denied = http.patch(f"{h.sim.url}/v1.0/servicePrincipals/{APP_SP}", json={"accountEnabled": False})
+    assert denied.status_code == 403
+    recorded = example("graph_403_authorization_request_denied_issue2331.json")
+    assert denied.json()["error"]["code"] == recorded["error"]["code"]
+    assert set(recorded["error"]["innerError"]) <= set(denied.json()["error"]["innerError"])
+
+
+def test_a_service_principal_the_responder_does_not_own_is_skipped_with_the_reason(make_harness) -> None:
+    h = make_harness(policy=owned_by_policy(), tenant=tenant_with_principal(owners=[]))
+    [event] = sample("03-listkeys-by-app.json")
+    h.eventgrid(event)
+    row = h.incident(event["id"])
+    assert row["Status"] == "contained", row
+    assert "identity.disable_service_principal" not in [a["Kind"] for a in row["actions"]]
+    [why] = [y for w, y in row["Skipped"] if w == APP_SP]
+    assert "not among its owners" in why
+    assert graph_writes(h) == []  # said before any call, not learnt from a 403
+    assert h.sim.state.service_principal(APP_SP)["accountEnabled"] is True
+
+
+def test_an_owned_service_principal_is_disabled_under_owned_by(make_harness) -> None:
+    from tests.harness import RESPONDER_OID
+
+    h = make_harness(policy=owned_by_policy(), tenant=tenant_with_principal(owners=[RESPONDER_OID]))
+    [event] = sample("03-listkeys-by-app.json")
+    h.eventgrid(event)
+    assert h.sim.state.service_principal(APP_SP)["accountEnabled"] is False
+
+
+def test_managed_identity_and_first_party_principals_are_never_planned(make_harness) -> None:
+    h = make_harness(
+        policy=owned_by_policy(), tenant=tenant_with_principal(servicePrincipalType="ManagedIdentity")
+    )
+    [event] = sample("03-listkeys-by-app.json")
+    h.eventgrid(event)
+    [why] = [y for w, y in h.incident(event["id"])["Skipped"] if w == APP_SP]
+    assert "managed identity's service principal cannot have owners" in why
+
+    first_party = copy.deepcopy(TENANT)
+    seed = next(sp for sp in first_party["servicePrincipals"] if sp["id"] == APP_SP)
+    seed["appOwnerOrganizationId"] = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+    h = make_harness(tenant=first_party)
+    h.eventgrid(event)
+    [why] = [y for w, y in h.incident(event["id"])["Skipped"] if w == APP_SP]
+    assert "Microsoft first-party service principal cannot be disabled" in why
+    assert graph_writes(h) == []

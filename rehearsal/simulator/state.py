@@ -61,8 +61,10 @@ class TenantState:
         self._issued_keys: set[str] = set()
         self.tenant_id: str = tenant.get("tenantId", ZERO_GUID)
         identity = tenant.get("responderIdentity") or {}
-        self.responder_principal_id: str = identity.get("principalId", ZERO_GUID)
+        self.responder_principal_id: str = str(identity.get("principalId", ZERO_GUID)).lower()
         self.responder_client_id: str = identity.get("clientId", ZERO_GUID)
+        # the Graph application permission granted to the responder (OwnedBy limits writes to owned SPs)
+        self.responder_graph_permission: str = identity.get("graphPermission", "Application.ReadWrite.All")
         self.accounts: dict[str, dict[str, Any]] = {}
         for seed in tenant.get("storageAccounts", []):
             account = self._seed_account(seed)

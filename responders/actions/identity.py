@@ -14,7 +14,7 @@ from responders.core.parse import guid
 if TYPE_CHECKING:
     from responders.clients import Clients
 
-SELECT = ["id", "appId", "displayName", "accountEnabled"]
+SELECT = ["id", "appId", "displayName", "accountEnabled", "servicePrincipalType", "appOwnerOrganizationId"]
 
 
 def _checked(value: str) -> str:
@@ -29,7 +29,29 @@ def _is_not_found(exc: Exception) -> bool:
     return getattr(exc, "response_status_code", None) == 404
 
 
-def read_principal(clients: Clients, object_id: str) -> PrincipalFacts:
+def _facts(clients: Clients, sp: Any, owners: bool) -> PrincipalFacts:
+    """What the plan needs to know of a service principal, owners included when asked (they decide
+    whether Application.ReadWrite.OwnedBy may disable it)."""
+    object_id = _checked(str(sp.id))
+    owned_by: tuple[str, ...] | None = None
+    if owners:
+        found = clients.run_graph(
+            lambda g: g.service_principals.by_service_principal_id(object_id).owners.get()
+        )
+        owned_by = tuple(str(o.id).lower() for o in (getattr(found, "value", None) or []) if o.id)
+    tenant = sp.app_owner_organization_id
+    return PrincipalFacts(
+        object_id=object_id,
+        app_id=str(sp.app_id or "").lower(),
+        display_name=str(sp.display_name or ""),
+        account_enabled=sp.account_enabled is not False,
+        principal_type=str(sp.service_principal_type or ""),
+        app_owner_tenant=str(tenant).lower() if tenant else "",
+        owners=owned_by,
+    )
+
+
+def read_principal(clients: Clients, object_id: str, *, owners: bool = False) -> PrincipalFacts:
     """GET /servicePrincipals/{id}; 404 means the id is not a service principal (maybe a user)."""
     from kiota_abstractions.base_request_configuration import RequestConfiguration
     from msgraph.generated.service_principals.item.service_principal_item_request_builder import (
@@ -47,15 +69,10 @@ def read_principal(clients: Clients, object_id: str) -> PrincipalFacts:
         if _is_not_found(exc):
             return PrincipalFacts(object_id=object_id, found=False, error="not a service principal (404)")
         raise
-    return PrincipalFacts(
-        object_id=object_id,
-        app_id=str(sp.app_id or "").lower(),
-        display_name=str(sp.display_name or ""),
-        account_enabled=sp.account_enabled is not False,
-    )
+    return _facts(clients, sp, owners)
 
 
-def principals_for_app(clients: Clients, app_id: str) -> list[PrincipalFacts]:
+def principals_for_app(clients: Clients, app_id: str, *, owners: bool = False) -> list[PrincipalFacts]:
     """Resolve an application (client) id to its service principal in this tenant (alternate key)."""
     app_id = _checked(app_id)
     try:
@@ -64,14 +81,7 @@ def principals_for_app(clients: Clients, app_id: str) -> list[PrincipalFacts]:
         if _is_not_found(exc):
             return []
         raise
-    return [
-        PrincipalFacts(
-            object_id=_checked(str(sp.id)),
-            app_id=str(sp.app_id or "").lower(),
-            display_name=str(sp.display_name or ""),
-            account_enabled=sp.account_enabled is not False,
-        )
-    ]
+    return [_facts(clients, sp, owners)]
 
 
 def principal_state(facts: PrincipalFacts) -> dict[str, Any]:

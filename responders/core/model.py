@@ -119,6 +119,9 @@ class PrincipalFacts:
     display_name: str = ""
     account_enabled: bool = True
     error: str = ""
+    principal_type: str = ""  # servicePrincipalType: Application, ManagedIdentity, ...
+    app_owner_tenant: str = ""  # appOwnerOrganizationId: Microsoft's tenant for first-party apps
+    owners: tuple[str, ...] | None = None  # object ids of its owners; None when not read
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 
 from responders.core.classify import CREDENTIAL_KINDS, EXPOSURE_KINDS
-from responders.core.model import Action, Facts, Plan, Signal, SignalKind, Verdict
+from responders.core.model import Action, Facts, Plan, PrincipalFacts, Signal, SignalKind, Verdict
 from responders.core.parse import incident_key
 from responders.core.policy import ACTION_KINDS, Policy
 
@@ -191,6 +191,28 @@ class Template:
         return Plan(incident, signal, made.verdict, tuple(actions), made.skipped)
 
 
+MICROSOFT_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"  # owns Microsoft's first-party apps
+OWNED_BY = "Application.ReadWrite.OwnedBy"
+
+
+def cannot_disable(principal: PrincipalFacts | None, policy: Policy) -> str:
+    """Why Graph would refuse to disable this service principal (said before any call), or ''."""
+    if principal is None or not principal.found:
+        return ""
+    if principal.app_owner_tenant == MICROSOFT_TENANT:
+        return "a Microsoft first-party service principal cannot be disabled by a tenant's app"
+    if policy.graph_permission != OWNED_BY:
+        return ""
+    if principal.principal_type == "ManagedIdentity":
+        return (
+            "a managed identity's service principal cannot have owners, and the responder's "
+            f"{OWNED_BY} changes only service principals it owns"
+        )
+    if principal.owners is not None and not set(principal.owners) & set(policy.responder_object_ids):
+        return f"the responder is not among its owners, and {OWNED_BY} changes only those it owns"
+    return ""
+
+
 KEY_AUTH = ("sas", "accountkey")
 
 
@@ -237,6 +259,8 @@ def _principal_guardrails(
             out.append((object_id, "policy disables no service principals automatically"))
         elif principal is not None and not principal.account_enabled:
             out.append((object_id, "service principal already disabled"))
+        elif why := cannot_disable(principal, policy):
+            out.append((object_id, f"cannot be disabled: {why}"))
         else:
             out.append((object_id, ""))
     return out

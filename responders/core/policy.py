@@ -18,6 +18,7 @@ ACTION_KINDS = (
     "identity.disable_service_principal",
 )
 APPROVAL_MODES = ("auto", "approval")
+GRAPH_PERMISSIONS = ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy")
 # When an alert names a synthetic account: rotate its keys and revoke its user-delegation keys only
 # when the storage logs show key or SAS access (or cannot be read), always, or never (humans decide).
 ALERT_CREDENTIAL_MODES = ("evidence", "always", "never")
@@ -60,6 +61,9 @@ class Policy:
     disable_principals: bool = True
     dedupe_window_seconds: int = 900
     alert_credentials: str = "evidence"
+    # the Graph application permission the responder holds: with OwnedBy it may disable only the
+    # service principals it owns, so the plan skips the others (with the reason) before any call
+    graph_permission: str = "Application.ReadWrite.All"
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Policy:
@@ -123,7 +127,11 @@ class Policy:
         credentials = alerts.get("revoke_credentials", "evidence")
         if credentials not in ALERT_CREDENTIAL_MODES:
             raise BadInput(f"policy: alerts.revoke_credentials must be one of {ALERT_CREDENTIAL_MODES}")
+        permission = resp.get("graph_permission", cls.graph_permission)
+        if permission not in GRAPH_PERMISSIONS:
+            raise BadInput(f"policy: responder.graph_permission must be one of {GRAPH_PERMISSIONS}")
         return cls(
+            graph_permission=permission,
             synthetic_tags=_lower_values(
                 syn.get("tags", {"data-classification": ["synthetic"]}), "synthetic.tags"
             ),
