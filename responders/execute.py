@@ -113,6 +113,7 @@ class _Turn:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.waiting = 0
+        self.planned = 0  # account writes of running plans not yet done, the one holding the lock included
         self.lease: str | None = None
         self.released: str | None = None
 
@@ -139,6 +140,7 @@ class Executor:
         self.claim_wait = claim_wait
         self.instance = uuid.uuid4().hex  # this instance's name on the accounts' write leases
         self._accounts: dict[str, _Turn] = {}
+        self._ledger_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ledger")
         self._accounts_lock = threading.Lock()
 
     def run(self, plan: Plan, *, dry_run: bool, known: Known | None = None) -> list[Outcome]:
@@ -155,30 +157,46 @@ class Executor:
         accounts = {
             a.target.lower() for a in plan.actions if getattr(HANDLERS[a.kind], "account_write", False)
         }
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="act") as pool:
-            for account in accounts:  # the leases are taken while the steps are claimed
-                pool.submit(self._lease_ahead, account)
-            running: dict[Future[Outcome], Action] = {}
-            while remaining or running:
-                # start every step whose predecessors are done, as soon as they are (not wave by wave)
-                ready = [a for a in remaining if all(dep in results for dep in a.after)]
-                for action in ready:
-                    remaining.remove(action)
-                    waiting = self._waiting_on(plan, action, seq[action.key], results)
-                    if waiting is not None:
-                        results[action.key] = waiting
-                        continue
-                    future = pool.submit(self._one, plan, action, seq[action.key], since, seen)
-                    running[future] = action
-                if ready and not running:
-                    continue  # steps settled without running may unblock others
-                if not running:
-                    raise RuntimeError("plan has a dependency cycle")
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    results[running.pop(future).key] = future.result()
-        for account in accounts:
-            self._release_idle(account)
+        counted = set(range(len(plan.actions)))  # steps still counted as writes to come (_plan_writes)
+        index = {a.key: i for i, a in enumerate(plan.actions)}
+
+        def settled(action: Action) -> None:
+            if index[action.key] in counted:
+                counted.discard(index[action.key])
+                self._plan_writes((action,), -1)
+
+        self._plan_writes(plan.actions, +1)
+        try:
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="act") as pool:
+                for account in accounts:  # the leases are taken while the steps are claimed
+                    pool.submit(self._lease_ahead, account)
+                running: dict[Future[Outcome], Action] = {}
+                while remaining or running:
+                    # start every step whose predecessors are done, as soon as they are (not in waves)
+                    ready = [a for a in remaining if all(dep in results for dep in a.after)]
+                    for action in ready:
+                        remaining.remove(action)
+                        waiting = self._waiting_on(plan, action, seq[action.key], results)
+                        if waiting is not None:
+                            results[action.key] = waiting
+                            settled(action)
+                            continue
+                        future = pool.submit(self._one, plan, action, seq[action.key], since, seen)
+                        running[future] = action
+                    if ready and not running:
+                        continue  # steps settled without running may unblock others
+                    if not running:
+                        raise RuntimeError("plan has a dependency cycle")
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        action = running.pop(future)
+                        settled(action)
+                        results[action.key] = future.result()
+        finally:
+            for action in plan.actions:
+                settled(action)
+            for account in accounts:
+                self._release_idle(account)
         return [results[a.key] for a in plan.actions]
 
     def _waiting_on(
@@ -320,8 +338,8 @@ class Executor:
                     _sleep(0.05 + random.random() * 0.1)
             yield
         finally:
-            with self._accounts_lock:
-                pass_on = turn.waiting > 0
+            with self._accounts_lock:  # keep the lease while another write of this instance is to come
+                pass_on = turn.waiting > 0 or turn.planned > 1
             if turn.lease is not None and not pass_on:
                 lease, turn.lease = turn.lease, None
                 turn.released = self.ledger.release_account(account, self.instance, lease, self.clock())
@@ -330,6 +348,15 @@ class Executor:
     def _turn(self, account: str) -> _Turn:
         with self._accounts_lock:
             return self._accounts.setdefault(account, _Turn())
+
+    def _plan_writes(self, actions: tuple[Action, ...] | list[Action], delta: int) -> None:
+        """Count the account writes this instance has still to run on each account (a step counts
+        until its outcome is in, whether or not it writes)."""
+        for action in actions:
+            if getattr(HANDLERS[action.kind], "account_write", False):
+                turn = self._turn(action.target.lower())
+                with self._accounts_lock:
+                    turn.planned += delta
 
     def _lease_ahead(self, account: str) -> None:
         """Take the account's ledger lease before the first write needs it (one try: a lease another
@@ -348,7 +375,7 @@ class Executor:
         if turn.lock.acquire(blocking=False):
             try:
                 with self._accounts_lock:
-                    idle = turn.waiting == 0
+                    idle = turn.waiting == 0 and turn.planned == 0
                 if idle and turn.lease is not None:
                     lease, turn.lease = turn.lease, None
                     turn.released = self.ledger.release_account(account, self.instance, lease, self.clock())
@@ -404,12 +431,18 @@ class Executor:
         outcome: Outcome | None = None
         try:
             outcome = self._attempts(handler, plan.incident, action, since, row, claim, seen)
+        except BaseException:
+            self.ledger.release_resource(action, plan.incident, written_at=None)
+            raise
+        written_at = outcome.acted_at if outcome.status == "contained" else None
+        # the outcome row and the claim are different rows: both writes go out at once
+        released = self._ledger_pool.submit(
+            self.ledger.release_resource, action, plan.incident, written_at=written_at
+        )
+        try:
             self.ledger.finish(plan.incident, outcome, self.clock())
         finally:
-            wrote = outcome is not None and outcome.status == "contained"
-            self.ledger.release_resource(
-                action, plan.incident, written_at=outcome.acted_at if outcome and wrote else None
-            )
+            released.result()
         return outcome
 
     def _claim_resource(self, plan: Plan, action: Action) -> tuple[bool, dict[str, Any]]:
