@@ -329,3 +329,22 @@ def test_a_forged_alert_title_is_inert_in_the_evidence_pack(make_harness) -> Non
     assert "`https://evil.example/login)`" in markdown, "a bare URL is shown as code, which does not link"
     assert "`www.evil.example`" in markdown
     assert "\\[sign in\\]" in markdown
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'adx("https://127.0.0.1:1/db").StorageBlobLogs | project _ResourceId',
+        'StorageBlobLogs | union workspace("law-elsewhere").StorageBlobLogs | project _ResourceId',
+        'externaldata(_ResourceId: string) ["https://127.0.0.1:1/x.csv"]',
+        'StorageBlobLogs | evaluate http_request("https://127.0.0.1:1/")',
+    ],
+)
+def test_a_log_search_alert_query_that_reaches_beyond_the_workspace_is_not_run(make_harness, query) -> None:
+    h = make_harness()
+    alert = copy.deepcopy(sample("15-monitor-log-search-alert.json"))
+    alert["data"]["alertContext"]["condition"]["allOf"][0]["searchQuery"] = query
+    status, body, _ = h.http("alerts", alert)
+    assert status == 400, body
+    assert "beyond its workspace" in body["error"]
+    assert not [r for r in h.sim.requests() if r["path"].endswith("/query")], "the query was not run"

@@ -488,6 +488,15 @@ def parse_sentinel_alert(item: Mapping[str, Any]) -> Signal:
     )
 
 
+# What makes a Log Analytics query read beyond the workspace it runs in: cross-resource functions
+# (workspace(), app(), resource()), cross-service ones (adx(), arg(), cluster(), database()) and
+# external data (externaldata, external_table(), evaluate plugins). Over-matching refuses an alert.
+_REACHING = re.compile(
+    r"\b(?:workspace|app|resource|adx|arg|cluster|database|external_table)\s*\(|\b(?:externaldata|evaluate)\b",
+    re.IGNORECASE,
+)
+
+
 def parse_monitor_alert(item: Mapping[str, Any]) -> Signal:
     """Azure Monitor common alert schema; activity-log alerts carry the operation like Event Grid."""
     data = _mapping(item, "data")
@@ -512,6 +521,12 @@ def parse_monitor_alert(item: Mapping[str, Any]) -> Signal:
                 if ref:
                     refs.append(ref)
         search = search or _text(criterion, "searchQuery", limit=8000)
+    if search and _REACHING.search(search):
+        # the query is run with the responder's identity: it may read only the workspace it runs in
+        raise BadInput(
+            "the alert's searchQuery reaches beyond its workspace (other workspaces, apps, resources, "
+            "clusters or external data): the responder runs only queries confined to its workspace"
+        )
     if search:
         window = (_text(condition, "windowStartTime", limit=64), _text(condition, "windowEndTime", limit=64))
         if not all(window):
