@@ -24,12 +24,15 @@ WRITES = "write"  # partition: correlation id -> a write the responder made (res
 ACCOUNT_WRITES = "account-write"  # partition: one write lease per storage account
 TERMINAL = ("contained", "already-contained", "failed", "skipped", "restored")
 LEASE_SECONDS = 120
-MAX_PROP = 30_000
+# A string property holds 64 KiB (32K UTF-16 code units); the JSON we write is ASCII (json.dumps
+# escapes the rest), so a value up to INLINE characters stays in its row and a longer one is split
+# over part rows of the same partition (one INLINE-character part each), never cut.
+INLINE = 30_000
+PARTS = "@parts:"  # a packed value: "@parts:<digest of the text>:<number of parts>" (JSON never starts so)
 
 
 def _json(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= MAX_PROP else text[:MAX_PROP] + "...(truncated)"
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _load(value: Any, default: Any) -> Any:
@@ -61,6 +64,47 @@ class Ledger:
                 with contextlib.suppress(ResourceExistsError):
                     self.table.create_table()
             self._ready = True
+
+    # values larger than a property -----------------------------------------------------------
+    def _pack(self, entity: dict[str, Any]) -> dict[str, Any]:
+        """The entity with each JSON value longer than INLINE replaced by a pointer to part rows, which
+        are written first. Parts are named by the digest of the whole text, so a reader never mixes
+        two versions and rewriting the same value rewrites the same rows."""
+        from azure.data.tables import UpdateMode
+
+        out = dict(entity)
+        for key, value in entity.items():
+            if key not in JSON_FIELDS or not isinstance(value, str) or len(value) <= INLINE:
+                continue
+            digest = hashlib.sha256(value.encode()).hexdigest()[:24]
+            parts = [value[i : i + INLINE] for i in range(0, len(value), INLINE)]
+            for i, part in enumerate(parts):
+                self.table.upsert_entity(
+                    {"PartitionKey": entity["PartitionKey"], "RowKey": _part_key(digest, i), "Text": part},
+                    mode=UpdateMode.REPLACE,
+                )
+            out[key] = f"{PARTS}{digest}:{len(parts)}"
+        return out
+
+    def _upsert(self, entity: dict[str, Any], mode: Any) -> None:
+        self.table.upsert_entity(self._pack(entity), mode=mode)
+
+    def _decode(self, row: Mapping[str, Any], known: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """A row with its JSON fields decoded, packed ones joined from their part rows (taken from
+        `known`, RowKey -> Text, when the caller already read the partition)."""
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if key in JSON_FIELDS and isinstance(value, str) and value.startswith(PARTS):
+                value = self._unpack(str(row["PartitionKey"]), value, known or {})
+            out[key] = _load(value, value) if key in JSON_FIELDS else value
+        return out
+
+    def _unpack(self, partition: str, pointer: str, known: Mapping[str, str]) -> str:
+        digest, _, count = pointer[len(PARTS) :].partition(":")
+        keys = [_part_key(digest, i) for i in range(int(count or 0))]
+        return "".join(
+            known[k] if k in known else str(self.table.get_entity(partition, k)["Text"]) for k in keys
+        )
 
     # incidents -----------------------------------------------------------------------------
     def record_incident(
@@ -118,7 +162,7 @@ class Ledger:
         # `earlier` is the row this delivery already read (ledger.head), so it is not read twice
         entity["DetectedAt"] = (earlier or {}).get("DetectedAt") or now
         entity["Deliveries"] = int((earlier or {}).get("Deliveries") or 0) + 1
-        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+        self._upsert(entity, mode=UpdateMode.MERGE)
 
     def head(self, incident: str) -> dict[str, Any] | None:
         """Just the incident row (one point read), or None."""
@@ -126,7 +170,7 @@ class Ledger:
 
         self._ensure()
         try:
-            return _decode(self.table.get_entity(incident, INCIDENT_ROW))
+            return self._decode(self.table.get_entity(incident, INCIDENT_ROW))
         except ResourceNotFoundError:
             return None
 
@@ -153,7 +197,7 @@ class Ledger:
         if status is not None:
             entity["Status"] = status
         entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in extra.items()})
-        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+        self._upsert(entity, mode=UpdateMode.MERGE)
 
     def incident(self, incident: str) -> dict[str, Any] | None:
         """The incident row and its action rows, decoded, or None when unknown."""
@@ -162,9 +206,10 @@ class Ledger:
         head = next((r for r in rows if r["RowKey"] == INCIDENT_ROW), None)
         if head is None:
             return None
-        out = _decode(head)
+        parts = {r["RowKey"]: str(r.get("Text", "")) for r in rows if r["RowKey"].startswith("part-")}
+        out = self._decode(head, parts)
         out["actions"] = sorted(
-            (_decode(r) for r in rows if r["RowKey"].startswith("act-")),
+            (self._decode(r, parts) for r in rows if r["RowKey"].startswith("act-")),
             key=lambda r: (r.get("Seq", 0), r["RowKey"]),
         )
         return out
@@ -172,7 +217,7 @@ class Ledger:
     def incidents(self) -> Iterator[dict[str, Any]]:
         self._ensure()
         for row in self.table.query_entities("RowKey eq @rk", parameters={"rk": INCIDENT_ROW}):
-            yield _decode(row)
+            yield self._decode(row)
 
     # storm folding -------------------------------------------------------------------------
     def contained_shape(self, key: str) -> dict[str, Any] | None:
@@ -226,7 +271,7 @@ class Ledger:
             "Attempts": 1,
         }
         try:
-            self.table.create_entity(entity)
+            self.table.create_entity(self._pack(entity))
             return True, entity
         except ResourceExistsError:
             pass
@@ -234,7 +279,7 @@ class Ledger:
         status = row.get("Status", "")
         lease_open = status == "started" and str(row.get("LeaseUntil", "")) > now
         if status in TERMINAL or lease_open:
-            return False, _decode(row)
+            return False, self._decode(row)
         takeover = {
             "PartitionKey": plan.incident,
             "RowKey": action.key,
@@ -244,8 +289,8 @@ class Ledger:
             "Mode": action.mode,
         }
         if not self._merge_if_unchanged(takeover, row.metadata["etag"]):
-            return False, _decode(self.table.get_entity(plan.incident, action.key))
-        merged = _decode(row)
+            return False, self._decode(self.table.get_entity(plan.incident, action.key))
+        merged = self._decode(row)
         merged.update(takeover)
         return True, merged
 
@@ -264,14 +309,14 @@ class Ledger:
             "FinishedAt": now,
             "LeaseUntil": "",
         }
-        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+        self._upsert(entity, mode=UpdateMode.MERGE)
 
     def update_action(self, incident: str, key: str, **fields: Any) -> None:
         from azure.data.tables import UpdateMode
 
         entity = {"PartitionKey": incident, "RowKey": key}
         entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
-        self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
+        self._upsert(entity, mode=UpdateMode.MERGE)
 
     def _merge_if_unchanged(self, entity: dict[str, Any], etag: str) -> bool:
         """Optimistic concurrency: merge only if nobody wrote the row since we read it (ETag)."""
@@ -444,19 +489,11 @@ class Ledger:
 
     # whole documents (evidence rows) -------------------------------------------------------
     def store_document(self, incident: str, name: str, value: Any) -> None:
-        """Keep a JSON document whole, split over properties (each 32 KiB at most, 1 MiB per row)."""
+        """Keep a JSON document whole (a long one over part rows, like every large value)."""
         from azure.data.tables import UpdateMode
 
-        text = json.dumps(value, sort_keys=True, default=str)
-        chunks = [text[i : i + 30_000] for i in range(0, len(text), 30_000)][:30] or [""]
-        entity: dict[str, Any] = {
-            "PartitionKey": incident,
-            "RowKey": f"doc-{name}",
-            "Chunks": len(chunks),
-            "Truncated": len(text) > 30_000 * 30,
-        }
-        entity.update({f"Part{i:02d}": chunk for i, chunk in enumerate(chunks)})
-        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        entity = {"PartitionKey": incident, "RowKey": f"doc-{name}", "Document": _json(value)}
+        self._upsert(entity, mode=UpdateMode.REPLACE)
 
     def document(self, incident: str, name: str) -> Any:
         from azure.core.exceptions import ResourceNotFoundError
@@ -465,7 +502,7 @@ class Ledger:
             row = self.table.get_entity(incident, f"doc-{name}")
         except ResourceNotFoundError:
             return None
-        return _load("".join(row.get(f"Part{i:02d}", "") for i in range(int(row.get("Chunks") or 0))), None)
+        return self._decode(row).get("Document")
 
     # rejected input ------------------------------------------------------------------------
     def reject(self, body: bytes, reason: str, source: str, now: str) -> str:
@@ -521,11 +558,9 @@ JSON_FIELDS = {
     "Caller",
     "Evidence",
     "Comment",
+    "Document",
 }
 
 
-def _decode(row: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        out[key] = _load(value, value) if key in JSON_FIELDS else value
-    return out
+def _part_key(digest: str, index: int) -> str:
+    return f"part-{digest}-{index:05d}"
