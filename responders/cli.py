@@ -305,13 +305,16 @@ def _runtime() -> Iterator[Any]:
 
 
 def _operator() -> str:
-    """Who ran the command, for the ledger (the OS user; no credential involved)."""
+    """Who ran the command, for the ledger (the OS user; no credential involved). getpass reads LOGNAME
+    and USER first, so the name is reduced to a plain account-name charset before it is recorded."""
     import getpass
+    import re
 
     try:
-        return f"cli:{getpass.getuser()}"
+        name = getpass.getuser()
     except (KeyError, OSError):
         return "cli:unknown"
+    return "cli:" + (re.sub(r"[^A-Za-z0-9._@-]", "_", name)[:64] or "unknown")
 
 
 def _print_json(value: Any, out: TextIO) -> None:

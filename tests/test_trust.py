@@ -348,3 +348,10 @@ def test_a_log_search_alert_query_that_reaches_beyond_the_workspace_is_not_run(m
     assert status == 400, body
     assert "beyond its workspace" in body["error"]
     assert not [r for r in h.sim.requests() if r["path"].endswith("/query")], "the query was not run"
+
+
+def test_the_cli_operator_is_recorded_in_a_plain_charset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from responders.cli import _operator
+
+    monkeypatch.setenv("LOGNAME", "mallory\n- Restored by <b>security</b>")
+    assert _operator() == "cli:mallory_-_Restored_by__b_security__b_"
