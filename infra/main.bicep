@@ -241,6 +241,21 @@ module playbook 'modules/sentinel-playbook.bicep' = if (wireTriggers) {
   }
 }
 
+// Data-plane requests with no Resource Manager event, alerted from StorageBlobLogs (the module says why).
+module storageLogAlert 'modules/storage-log-alert.bicep' = if (wireTriggers) {
+  name: 'storage-log-alert'
+  scope: rg
+  params: {
+    name: 'alert-storage-udk-acl-${resourceToken}'
+    location: location
+    tags: tags
+    workspaceId: evidenceWorkspace
+    functionAppName: functionApp.outputs.name
+    functionName: sentinelFunctionName
+    functionUrl: 'https://${functionApp.outputs.defaultHostName}/api/${sentinelRoute}'
+  }
+}
+
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name

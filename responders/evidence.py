@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from responders.core.arm import parse_storage_id
 from responders.core.parse import is_guid
+from responders.core.plan import access_kinds
 from responders.core.timeutil import parse_time
 
 if TYPE_CHECKING:
@@ -178,15 +179,15 @@ def access_by_account(
     start = (parse_time(since) or end) - LOOKBACK  # type: ignore[operator]
     names = ", ".join(f'"{name}"' for name in sorted(refs) if _ACCOUNT.match(name))
     query = (
-        f"StorageBlobLogs | where AccountName in ({names}) | project AccountName, AuthenticationType "
-        f"| take {MAX_ROWS * 5}"
+        f"StorageBlobLogs | where AccountName in ({names}) "
+        f"| project AccountName, AuthenticationType, OperationName | take {MAX_ROWS * 5}"
     )
     access: dict[str, dict[str, int]] = {account_id: {} for account_id in refs.values()}
     for row in run_query(clients, workspace, query, min(start, end), end):  # type: ignore[type-var]
         account_id = refs.get(str(row.get("AccountName", "")).lower())
         if account_id is not None:
-            auth = str(row.get("AuthenticationType") or "unknown")
-            access[account_id][auth] = access[account_id].get(auth, 0) + 1
+            for kind in access_kinds(row.get("AuthenticationType"), row.get("OperationName")):
+                access[account_id][kind] = access[account_id].get(kind, 0) + 1
     return access
 
 

@@ -25,7 +25,7 @@ from responders.core.model import (
     SignalKind,
 )
 from responders.core.parse import decode_json, parse_item
-from responders.core.plan import Template, shape
+from responders.core.plan import Template, access_kinds, shape
 from responders.core.plan import plan as make_plan
 from responders.core.policy import Policy
 from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
@@ -62,8 +62,8 @@ class _Snapshot:
             self.access_by_name = {}
             for row in logs:
                 seen = self.access_by_name.setdefault(str(row.get("AccountName", "")).lower(), {})
-                auth = str(row.get("AuthenticationType") or "unknown")
-                seen[auth] = seen.get(auth, 0) + 1
+                for kind in access_kinds(row.get("AuthenticationType"), row.get("OperationName")):
+                    seen[kind] = seen.get(kind, 0) + 1
         self.accounts: dict[str, AccountFacts] = {}
         self.principals: dict[str, PrincipalFacts] = {}
         self.facts: dict[tuple[Any, ...], Facts] = {}

@@ -310,3 +310,34 @@ def test_managed_identity_and_first_party_principals_are_never_planned(make_harn
     [why] = [y for w, y in h.incident(event["id"])["Skipped"] if w == APP_SP]
     assert "Microsoft first-party service principal cannot be disabled" in why
     assert graph_writes(h) == []
+
+
+# --- 11. data-plane requests raise no Resource Manager event: a log search alert covers them -------
+
+
+def test_the_storage_log_alert_in_infra_is_the_query_the_sample_carries() -> None:
+    import re
+
+    from tests.harness import ROOT
+
+    module = (ROOT / "infra" / "modules" / "storage-log-alert.bicep").read_text()
+    [query] = re.findall(r"^var query = '(.+)'$", module, re.MULTILINE)
+    alert = sample("17-monitor-log-search-udk-and-container-acl.json")
+    [criterion] = alert["data"]["alertContext"]["condition"]["allOf"]
+    assert criterion["searchQuery"] == query
+    assert '"GetUserDelegationKey", "SetContainerACL"' in query
+    main = (ROOT / "infra" / "main.bicep").read_text()
+    assert "module storageLogAlert 'modules/storage-log-alert.bicep'" in main
+    assert "useCommonAlertSchema: true" in module
+
+
+def test_the_log_search_alert_revokes_user_delegation_keys_the_logs_show(make_harness) -> None:
+    h = make_harness()
+    status, body, _ = h.http("alerts", sample("17-monitor-log-search-udk-and-container-acl.json"))
+    assert status == 200, body
+    [result] = body["results"]
+    assert result["status"] == "contained"
+    kinds = [o["kind"] for o in result["outcomes"]]
+    assert "storage.revoke_user_delegation_keys" in kinds
+    assert "storage.regenerate_key" not in kinds  # the logs show OAuth only: keys stay
+    assert h.sim.state.udk_revocations("stsynthsas03")

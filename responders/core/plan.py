@@ -214,6 +214,16 @@ def cannot_disable(principal: PrincipalFacts | None, policy: Policy) -> str:
 
 
 KEY_AUTH = ("sas", "accountkey")
+# Get User Delegation Key is a data-plane request (no Resource Manager event): seen in StorageBlobLogs,
+# it is counted apart from the authentication types, and calls for revoking user-delegation keys
+UDK_OPERATION, UDK_ACCESS = "getuserdelegationkey", "user-delegation-key"
+
+
+def access_kinds(auth: object, operation: object) -> tuple[str, ...]:
+    """What one storage log row counts as: its authentication type, plus a user-delegation key
+    obtained when the operation is GetUserDelegationKey."""
+    kinds = (str(auth or "unknown"),)
+    return (*kinds, UDK_ACCESS) if str(operation or "").lower() == UDK_OPERATION else kinds
 
 
 def _credential_steps(signal: Signal, access: Mapping[str, int] | None, policy: Policy) -> tuple[bool, bool]:
@@ -229,7 +239,7 @@ def _credential_steps(signal: Signal, access: Mapping[str, int] | None, policy: 
     if access is None or policy.alert_credentials == "always":
         return True, True
     seen = {auth.lower() for auth in access}
-    return bool(seen & set(KEY_AUTH)), "sas" in seen
+    return bool(seen & set(KEY_AUTH)), bool(seen & {"sas", UDK_ACCESS})
 
 
 def _principal_guardrails(
