@@ -44,19 +44,56 @@ def _compiled(patterns: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], .
 def synthetic_marks(
     account: AccountFacts, policy: Policy, containers: tuple[str, ...] = (), blob: str = ""
 ) -> list[str]:
-    """Why we believe this account holds synthetic data; empty when nothing marks it."""
+    """Why we believe this account holds synthetic data; empty when nothing marks it.
+
+    Tags and metadata are declarations; a name pattern is only a guess, and anyone who can upload to a
+    public container chooses blob names. So a blob name marks its container, and name marks count only
+    when the account's own classification tag does not say otherwise (see `overruled_names`).
+    """
     marks = [f"account tag {m}" for m in _matches(account.tags, policy.synthetic_tags)]
     for c in account.containers:
         if not containers or c.name in containers:
             marks += [
                 f"container {c.name} metadata {m}" for m in _matches(c.metadata, policy.synthetic_metadata)
             ]
+    if not contrary_classification(account, policy):
+        marks += _name_marks(account, policy, containers, blob)
+    return marks
+
+
+def _name_marks(account: AccountFacts, policy: Policy, containers: tuple[str, ...], blob: str) -> list[str]:
     name = account.id.rsplit("/", 1)[-1]
+    home = containers[0] if containers else ""
+    marks: list[str] = []
     for pattern, compiled in _compiled(tuple(policy.name_patterns)):
-        for candidate in (name, *containers, blob):
+        for candidate in (name, *containers):
             if candidate and compiled.search(candidate):
                 marks.append(f"name {candidate!r} matches pattern {pattern!r}")
+        if blob and compiled.search(blob):
+            where = f"container {home}" if home else "its container"
+            marks.append(f"{where} holds blob {blob!r}, whose name matches pattern {pattern!r}")
     return marks
+
+
+def contrary_classification(account: AccountFacts, policy: Policy) -> str:
+    """The account's own classification tag when it says the account is not synthetic, e.g.
+    "data-classification=public", or ""."""
+    tags = _lowered(account.tags)
+    for key, values in policy.synthetic_tags.items():
+        if key in tags and tags[key] not in values:
+            return f"{key}={tags[key]}"
+    return ""
+
+
+def overruled_names(
+    account: AccountFacts, policy: Policy, containers: tuple[str, ...] = (), blob: str = ""
+) -> str:
+    """A finding when name patterns would mark the account but its own tag says otherwise, or ""."""
+    contrary = contrary_classification(account, policy)
+    names = _name_marks(account, policy, containers, blob) if contrary else []
+    if not names:
+        return ""
+    return f"{'; '.join(names)}, but the account's own tag {contrary} says otherwise: the tag wins"
 
 
 def provenance_severity(account: AccountFacts, policy: Policy, base: str) -> tuple[str, list[str]]:
@@ -142,6 +179,9 @@ def classify(signal: Signal, facts: Facts, policy: Policy, echo: str = "") -> Ve
             continue
         containers = tuple(c for a, c in signal.containers if a == account_id)
         marks = synthetic_marks(account, policy, containers, signal.blob)
+        overruled = overruled_names(account, policy, containers, signal.blob)
+        if overruled:
+            findings.append(f"{account_id}: {overruled}")
         if account.metadata_unread:
             findings.append(
                 f"{account_id}: metadata of {account.metadata_unread} containers not read (over the bound)"
