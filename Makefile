@@ -9,7 +9,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-checkov-$(CHECKOV_VERSION)
 
-.PHONY: setup demo test lint bench infra-check package clean
+.PHONY: setup demo up down reset test lint bench infra-check package clean
 
 setup: $(STAMP) $(AZURITE)
 
@@ -23,8 +23,21 @@ $(AZURITE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The demo starts from fresh data in .run/local each time; the commands it prints work after it.
 demo: setup
+	$(BIN)/python -m responders stack reset
 	$(BIN)/python -m responders replay samples/events --execute
+
+# The same stand-ins kept running in the background (for `func start`, `replay --target`), their
+# endpoints in .run/local.env; `make down` stops them, `make reset` also wipes their data.
+up: setup
+	$(BIN)/python -m responders stack up
+
+down:
+	$(BIN)/python -m responders stack down
+
+reset:
+	$(BIN)/python -m responders stack reset
 
 lint: setup
 	$(BIN)/ruff check .

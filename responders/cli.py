@@ -14,7 +14,7 @@ import re
 import sys
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -232,10 +232,47 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
             raise CliError("--offline classifies only: it cannot be combined with --execute or --target")
         _write_results(replay_offline(files, args), {"read": 0, "write": 0}, args, out)
         return 0
-    with Replayer.start(
-        execute=args.execute, target=args.target, policy_file=args.policy, tenant=args.tenant
-    ) as replayer:
-        write_replay(replayer, files, args, out)
+    from rehearsal.standins import StandInError
+
+    try:
+        with Replayer.start(
+            execute=args.execute,
+            target=args.target,
+            policy_file=args.policy,
+            tenant=args.tenant,
+            persist=True,
+        ) as replayer:
+            write_replay(replayer, files, args, out)
+    except StandInError as exc:
+        raise CliError(str(exc)) from exc
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace, out: TextIO) -> int:
+    """The local stand-ins as a background service (`make up`, `make down`, `make reset`)."""
+    from rehearsal import standins
+
+    env_file = standins.run_dir() / standins.ENV_FILE
+    try:
+        if args.action == "serve":
+            return standins.serve_stack(Path(args.tenant))
+        if args.action == "up":
+            standins.stack_up(Path(args.tenant))
+            out.write(
+                f"local stack up (pid {standins.stack_pid()}), data in {standins.data_dir()}; "
+                f"its endpoints are in {env_file} (for `func start`: set -a; . {env_file}; set +a)\n"
+            )
+        elif args.action == "down":
+            out.write("local stack stopped\n" if standins.stack_down() else "local stack was not up\n")
+        elif args.action == "reset":
+            standins.stack_reset()
+            out.write(f"local stack data removed ({standins.data_dir()})\n")
+        else:
+            pid = standins.stack_pid()
+            up = f"local stack up (pid {pid}), endpoints in {env_file}"
+            out.write((up if pid else "local stack down") + "\n")
+    except standins.StandInError as exc:
+        raise CliError(str(exc)) from exc
     return 0
 
 
@@ -290,7 +327,25 @@ def cmd_simulator(args: argparse.Namespace, out: TextIO) -> int:
 @contextmanager
 def _runtime() -> Iterator[Any]:
     """A runtime from the app settings in the environment (the same ones the Functions app reads),
-    closed when the command ends."""
+    closed when the command ends. With no ledger configured, the local stack's: the one `make up`
+    keeps running, or stand-ins started over the data in .run/ for this command only."""
+    from rehearsal.standins import StandInError, endpoints_configured, local_stack
+
+    if endpoints_configured():
+        with _settings_runtime() as rt:
+            yield rt
+        return
+    with ExitStack() as stack:
+        try:  # each command's --execute decides whether anything acts
+            stack.enter_context(local_stack(extra_env={"RESPONDER_DRY_RUN": "false"}))
+        except StandInError as exc:
+            raise CliError(str(exc)) from exc
+        with _settings_runtime() as rt:
+            yield rt
+
+
+@contextmanager
+def _settings_runtime() -> Iterator[Any]:
     from responders.service import Runtime
     from responders.settings import ConfigError, Settings
 
@@ -425,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.add_argument("incident")
     evidence.add_argument("--format", choices=("md", "json"), default="md")
     evidence.set_defaults(func=cmd_evidence)
+    stack = sub.add_parser("stack", help="the local stand-ins over the data in .run/ (make up/down/reset)")
+    stack.add_argument("action", choices=("up", "down", "reset", "status", "serve"))
+    stack.add_argument("--tenant", default=str(ROOT / "samples" / "tenant.json"), help="tenant seed")
+    stack.set_defaults(func=cmd_stack)
     return parser
 
 

@@ -75,21 +75,34 @@ class Replayer:
         self.standins = standins
         self.target = target.rstrip("/") if target else None
         self.functions = _functions() if target is None else {}
+        # in-process against the stack `make up` keeps running: its simulator is asked over HTTPS
+        self.remote_simulator = standins is None and target is None
+        self._requests_before = len(self._admin("requests")) if self.remote_simulator else 0
 
     @classmethod
     @contextmanager
-    def start(cls, *, execute: bool, target: str | None, policy_file: str, tenant: str) -> Iterator[Replayer]:
+    def start(
+        cls, *, execute: bool, target: str | None, policy_file: str, tenant: str, persist: bool = False
+    ) -> Iterator[Replayer]:
+        """`persist`: with no ledger configured, use the local stack over the data in .run/ (the CLI);
+        otherwise fresh in-memory stand-ins that vanish with the run."""
         if target:
             yield cls(None, target)
             return
-        from rehearsal.standins import start_standins
+        from rehearsal.standins import endpoints_configured, local_stack, start_standins
         from responders.service import Runtime, set_runtime
         from responders.settings import Settings
 
-        standins = start_standins(
-            Path(tenant),
-            {"RESPONDER_POLICY_FILE": policy_file, "RESPONDER_DRY_RUN": "false" if execute else "true"},
-        )
+        extra = {"RESPONDER_POLICY_FILE": policy_file, "RESPONDER_DRY_RUN": "false" if execute else "true"}
+        if persist and not endpoints_configured():
+            with local_stack(Path(tenant), extra) as standins:
+                set_runtime(Runtime.from_settings(Settings.from_env()))
+                try:
+                    yield cls(standins, None)
+                finally:
+                    set_runtime(None)
+            return
+        standins = start_standins(Path(tenant), extra)
         try:
             standins.apply_env()
             set_runtime(Runtime.from_settings(Settings.from_env()))
@@ -98,9 +111,30 @@ class Replayer:
             set_runtime(None)
             standins.stop()
 
+    def _admin(self, what: str) -> Any:
+        """The running simulator's admin view (`requests` or `state`, key values redacted)."""
+        import os
+
+        import requests
+
+        response = requests.get(
+            os.environ["RESPONDER_ARM_ENDPOINT"] + "/_sim/" + what,
+            timeout=30,
+            verify=os.environ.get("REQUESTS_CA_BUNDLE") or True,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def _snapshot(self) -> dict[str, Any]:
+        if self.standins is not None:
+            return self.standins.simulator.state.snapshot(redact=True)
+        return self._admin("state") if self.remote_simulator else {}
+
     def calls(self) -> dict[str, int]:
         from responders.cli import count_calls
 
+        if self.remote_simulator:
+            return count_calls(self._admin("requests")[self._requests_before :])
         return count_calls(self.standins.simulator.requests()) if self.standins else {}
 
     # delivery ------------------------------------------------------------------------------
@@ -194,10 +228,11 @@ class Replayer:
         """The state the simulated tenant and the ledger hold after the run."""
         from responders.service import runtime
 
-        if self.standins is None:
+        if self.standins is None and not self.remote_simulator:
             return
+        snapshot = self._snapshot()
         out.write("\nAfter the run, the simulated tenant holds:\n")
-        for line in describe_state(self.standins.simulator.state.snapshot(redact=True)):
+        for line in describe_state(snapshot):
             out.write(f"  {line}\n")
         ledger = runtime().ledger
         incidents = list(ledger.incidents())
@@ -213,7 +248,9 @@ class Replayer:
         )
         sentinel = [i for i in full if i.get("IncidentArmId") and i.get("Status") == "contained"]
         for incident in sentinel[:1]:
-            comments = self.standins.simulator.state.comments(incident["IncidentArmId"].rsplit("/", 1)[-1])
+            name = incident["IncidentArmId"].rsplit("/", 1)[-1].lower()
+            held = {n.lower(): i for n, i in snapshot.get("incidents", {}).items()}
+            comments = held.get(name, {}).get("comments", {})
             out.write(
                 f"The Sentinel incident {incident['IncidentArmId'].rsplit('/', 1)[-1]} holds "
                 f"{len(comments)} comment(s) from the responder.\n"

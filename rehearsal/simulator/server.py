@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -32,6 +33,28 @@ def _is_loopback(host: str) -> bool:
     return is_loopback_url(f"https://{host}")
 
 
+class _SavingDispatcher(Dispatcher):
+    """Saves the tenant's state after every answered change, before the client has its answer, so a
+    stopped simulator restarted over the same file holds what its clients saw done."""
+
+    def __init__(self, *args: Any, state_file: Path) -> None:
+        super().__init__(*args)
+        self.state_file = state_file
+        self._save_lock = threading.Lock()
+
+    def record(self, entry: dict[str, Any]) -> None:
+        super().record(entry)
+        status = entry.get("status")
+        if entry.get("method") != "GET" and isinstance(status, int) and status < 400:
+            self.save()
+
+    def save(self) -> None:
+        with self._save_lock:
+            partial = self.state_file.with_name(self.state_file.name + ".partial")
+            partial.write_text(json.dumps(self.state.persisted()), encoding="utf-8")
+            os.replace(partial, self.state_file)
+
+
 class Simulator:
     """A local stand-in for the Azure APIs the responder calls, driven by the real SDK clients."""
 
@@ -43,7 +66,10 @@ class Simulator:
         cert_dir: Path | None = None,
         seed: int = 0,
         clock: Callable[[], datetime] | None = None,
+        state_file: Path | None = None,
     ) -> None:
+        """`state_file`: where the tenant's state is saved on every change and reloaded from on start
+        (None: in memory only)."""
         if not _is_loopback(host):
             raise ValueError(f"the simulator only listens on loopback addresses, not {host!r}")
         self.host, self._port = host, port
@@ -51,9 +77,21 @@ class Simulator:
         self._own_cert_dir = cert_dir is None
         self.cert_dir = Path(tempfile.mkdtemp(prefix="sim-certs-")) if cert_dir is None else Path(cert_dir)
         self.state = TenantState(copy.deepcopy(tenant), clock)
+        if state_file is not None and state_file.exists():
+            try:
+                self.state.restore(json.loads(state_file.read_text(encoding="utf-8")))
+            except ValueError as exc:  # JSONDecodeError is a ValueError
+                raise ValueError(f"{state_file}: {exc} (remove it, or run `make reset`)") from exc
         ctx = Context(self.state, EventLog(self.state.tenant_id, clock), clock)
         self._tokens = TokenStore()
-        self._dispatcher = Dispatcher(ctx, self._tokens, FaultPlan(seed), secrets.token_urlsafe(24))
+        dispatch_args = (ctx, self._tokens, FaultPlan(seed), secrets.token_urlsafe(24))
+        self._dispatcher: Dispatcher = (
+            Dispatcher(*dispatch_args)
+            if state_file is None
+            else _SavingDispatcher(*dispatch_args, state_file=state_file)
+        )
+        if isinstance(self._dispatcher, _SavingDispatcher) and not state_file.exists():
+            self._dispatcher.save()
         self._server: HttpsServer | None = None
         self._thread: threading.Thread | None = None
 

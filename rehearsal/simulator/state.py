@@ -228,3 +228,28 @@ class TenantState:
                 "servicePrincipals": copy.deepcopy(self.service_principals),
                 "incidents": {i["name"]: i for i in copy.deepcopy(self.incidents).values()},
             }
+
+    # --- persistence (the local stack keeps the tenant across commands) --------------------------
+
+    def persisted(self) -> dict[str, Any]:
+        """What changes as the tenant is used, unredacted, to be reloaded by `restore`."""
+        with self.lock:
+            saved = self.snapshot()
+            saved["issuedKeys"] = sorted(self._issued_keys)
+            return saved
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take back the accounts, service principals, incidents and issued keys `persisted` returned;
+        the rest (identity, workspaces, log tables) comes from the tenant file as seeded."""
+        try:
+            accounts = {str(a["name"]).lower(): a for a in saved["accounts"].values()}
+            principals = {str(k).lower(): v for k, v in saved["servicePrincipals"].items()}
+            incidents = {str(i["name"]).lower(): i for i in saved["incidents"].values()}
+            issued = {str(k) for k in saved.get("issuedKeys", [])}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a saved tenant state: {exc}") from exc
+        with self.lock:
+            self.accounts, self.service_principals, self.incidents = accounts, principals, incidents
+            self._issued_keys |= issued
+            for account in accounts.values():
+                self._issued_keys |= {k["value"] for k in account.get("keys", {}).values()}

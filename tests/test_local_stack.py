@@ -1,0 +1,141 @@
+"""The local stack persists under the run directory: the commands a replay prints work afterwards, each
+in a new process with no settings, and no command leaves a stand-in running unless `stack up` started it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+# the endpoint settings a new shell does not have
+CONFIG_PREFIXES = ("RESPONDER_", "IDENTITY_", "AZURE_", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "MSI_")
+
+
+def run_cli(
+    run_dir: Path, *args: str, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m responders ARGS` as a new process with a clean environment (as a new shell has)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CONFIG_PREFIXES)}
+    env.update({"RESPONDER_RUN_DIR": str(run_dir), **(extra or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "responders", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def processes_using(run_dir: Path) -> list[str]:
+    """Processes whose command line or environment names the run directory (stand-ins, stack servers)."""
+    needle = str(run_dir).encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (needle in cmdline or needle in environ):
+            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+def approval_policy(tmp_path: Path) -> Path:
+    """The sample policy with disabling a service principal waiting for approval."""
+    text = (SAMPLES / "policy.yaml").read_text(encoding="utf-8")
+    changed = text.replace(
+        "identity.disable_service_principal: auto", "identity.disable_service_principal: approval"
+    )
+    assert changed != text
+    path = tmp_path / "policy.yaml"
+    path.write_text(changed, encoding="utf-8")
+    return path
+
+
+def test_commands_after_a_replay_find_what_it_recorded_each_in_a_new_process(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    policy = approval_policy(tmp_path)
+    settings = {"RESPONDER_POLICY_FILE": str(policy)}
+    replay = run_cli(
+        run_dir, "replay", str(SAMPLES / "events"), "--execute", "--format", "json", "--policy", str(policy)
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert processes_using(run_dir) == []
+    results = [json.loads(line) for line in replay.stdout.splitlines()[:-1]]
+    by_file = {r["file"]: r for r in results}
+    public = by_file["01-container-made-public.json"]["incident"]
+    by_app = by_file["03-listkeys-by-app.json"]
+    assert ("identity.disable_service_principal", "pending-approval") in {
+        (o["kind"], o["status"]) for o in by_app["outcomes"]
+    }
+
+    ledger = run_cli(run_dir, "ledger", extra=settings)
+    assert ledger.returncode == 0, ledger.stderr
+    assert json.loads(ledger.stdout)["incidents"] == len(
+        {r["incident"] for r in results if r.get("incident")}
+    )
+
+    evidence = run_cli(run_dir, "evidence", public, extra=settings)
+    assert evidence.returncode == 0, evidence.stderr
+    assert f"# Evidence pack: {public}" in evidence.stdout
+
+    restore = run_cli(run_dir, "restore", public, "--execute", extra=settings)
+    assert restore.returncode == 0, restore.stderr
+    restored = json.loads(restore.stdout)
+    assert restored["dry_run"] is False
+    assert {r["status"] for r in restored["restored"]} == {"restored"}
+    # the tenant kept the restore: the account allows public access again when the next command starts
+    state = json.loads((run_dir / "local" / "tenant-state.json").read_text(encoding="utf-8"))
+    assert state["accounts"]["stsynthpublic01"]["properties"]["allowBlobPublicAccess"] is True
+
+    approve = run_cli(run_dir, "approve", by_app["incident"], "--execute", extra=settings)
+    assert approve.returncode == 0, approve.stderr
+    assert "identity.disable_service_principal" in approve.stdout
+    after = run_cli(run_dir, "ledger", by_app["incident"], extra=settings)
+    assert after.returncode == 0, after.stderr
+    statuses = {o["kind"]: o["status"] for o in json.loads(after.stdout)["outcomes"]}
+    assert statuses["identity.disable_service_principal"] != "pending-approval"
+
+    assert processes_using(run_dir) == [], "a command left a stand-in running"
+
+
+def test_a_replay_starts_where_the_last_one_stopped_until_reset(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    capture = str(SAMPLES / "events" / "01-container-made-public.json")
+    first = run_cli(run_dir, "replay", capture, "--execute", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.splitlines()[-1])["calls"]["write"] > 0
+    again = run_cli(run_dir, "replay", capture, "--execute", "--format", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1])["calls"]["write"] == 0, "the ledger remembered the run"
+    reset = run_cli(run_dir, "stack", "reset")
+    assert reset.returncode == 0, reset.stderr
+    assert not (run_dir / "local").exists()
+    fresh = run_cli(run_dir, "replay", capture, "--execute", "--format", "json")
+    assert json.loads(fresh.stdout.splitlines()[-1])["calls"]["write"] > 0
+    assert processes_using(run_dir) == []
+
+
+@pytest.mark.parametrize("garbage", ["{not json", '{"accounts": 3}'])
+def test_a_damaged_saved_tenant_is_a_one_line_error(tmp_path: Path, garbage: str) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "local").mkdir(parents=True)
+    (run_dir / "local" / "tenant-state.json").write_text(garbage, encoding="utf-8")
+    result = run_cli(run_dir, "ledger")
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: ")
+    assert "make reset" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert processes_using(run_dir) == []
