@@ -397,3 +397,17 @@ def test_identity_adapter_parses_the_recorded_principal_and_the_403(recorded: An
     with pytest.raises(APIError) as failed:
         DisableServicePrincipal().apply(recorded.rt.clients, action)
     assert getattr(failed.value, "response_status_code", None) == 403
+
+
+def test_incident_entities_adapter_parses_the_published_entities_answer(recorded: Any) -> None:
+    from responders.actions.sentinel import incident_entities
+    from responders.core.arm import parse_incident_id
+    from responders.core.parse import entity_targets
+
+    answer = example("sentinel_arm_list_incident_entities_example.json")["responses"]["200"]["body"]
+    recorded.sim.play_recorded("POST", f"/incidents/{INCIDENT}/entities$", 200, answer)
+    incident = parse_incident_id(f"{INCIDENTS}/{INCIDENT}")
+    assert incident is not None
+    entities = incident_entities(recorded.rt.clients, incident)
+    assert [e["kind"] for e in entities] == [e["kind"] for e in answer["entities"]]
+    assert set(entity_targets(entities)) >= {"accounts", "principals", "apps", "notes"}
