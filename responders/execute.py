@@ -268,7 +268,7 @@ class Executor:
                         acted_at=sent_at,
                         verified_at=self.clock(),
                     )
-                with self._account_write(handler, action):
+                with self.account_write(handler, action):
                     acted_at = self.clock()
                     self.ledger.update_action(incident, action.key, Before=before, IntentAt=acted_at)
                     sent_at = acted_at
@@ -311,11 +311,11 @@ class Executor:
         raise AssertionError("unreachable")
 
     @contextlib.contextmanager
-    def _account_write(self, handler: Any, action: Action) -> Iterator[None]:
+    def account_write(self, handler: Any, action: Action) -> Iterator[None]:
         """Hold the storage account alone for one write (Azure answers overlapping writes 409):
         first among this instance's threads, then across instances through the ledger's lease, which
         passes straight to the next of this instance's writers when one is waiting. Other accounts,
-        container writes and Graph calls are not held."""
+        container writes and Graph calls are not held. Restores write through it too."""
         if not getattr(handler, "account_write", False):
             yield
             return
@@ -338,12 +338,13 @@ class Executor:
                     _sleep(0.05 + random.random() * 0.1)
             yield
         finally:
-            with self._accounts_lock:  # keep the lease while another write of this instance is to come
-                pass_on = turn.waiting > 0 or turn.planned > 1
-            if turn.lease is not None and not pass_on:
-                lease, turn.lease = turn.lease, None
-                turn.released = self.ledger.release_account(account, self.instance, lease, self.clock())
-            turn.lock.release()
+            try:
+                with self._accounts_lock:  # keep the lease while another write of this instance is to come
+                    pass_on = turn.waiting > 0 or turn.planned > 1
+                if not pass_on:
+                    self._free_lease(account, turn)
+            finally:
+                turn.lock.release()
 
     def _turn(self, account: str) -> _Turn:
         with self._accounts_lock:
@@ -376,11 +377,24 @@ class Executor:
             try:
                 with self._accounts_lock:
                     idle = turn.waiting == 0 and turn.planned == 0
-                if idle and turn.lease is not None:
-                    lease, turn.lease = turn.lease, None
-                    turn.released = self.ledger.release_account(account, self.instance, lease, self.clock())
+                if idle:
+                    self._free_lease(account, turn)
             finally:
                 turn.lock.release()
+
+    def _free_lease(self, account: str, turn: _Turn) -> None:
+        """Release the ledger lease (the caller holds the turn). A ledger that cannot be reached leaves
+        the lease to expire on its own; this instance may take it again at once."""
+        if turn.lease is None:
+            return
+        lease, turn.lease = turn.lease, None
+        try:
+            turn.released = self.ledger.release_account(account, self.instance, lease, self.clock())
+        except Exception as exc:
+            turn.released = None
+            log.warning(
+                "releasing the write lease of %s failed (it expires by itself): %s", account, describe(exc)
+            )
 
     def _read(
         self, handler: Any, action: Action, claim: dict[str, Any], written_at: str = ""

@@ -153,7 +153,8 @@ def restore(rt: Runtime, incident: str, *, execute: bool, by: str) -> dict[str, 
             continue
         handler = HANDLERS[action.kind]
         try:
-            written = handler.restore(rt.clients, action, record.get("Before") or {})  # type: ignore[attr-defined]
+            with rt.executor.account_write(handler, action):  # one write per account, as in containment
+                written = handler.restore(rt.clients, action, record.get("Before") or {})  # type: ignore[attr-defined]
             rt.ledger.record_writes(written, incident, action.key, rt.clock())
             after = handler.read(rt.clients, action)
             entry.update(status="restored", after=after)

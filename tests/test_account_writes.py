@@ -9,7 +9,7 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -237,3 +237,43 @@ def test_a_step_starts_when_its_predecessor_ends_not_when_the_whole_wave_does(ma
     )
     patch = next(r for r in requests if r["method"] == "PATCH" and "/servicePrincipals/" in r["path"])
     assert key2["time"] < patch["answered"], "key2 waited only for key1, not for the slow Graph step"
+
+
+def test_a_restore_takes_its_turn_behind_another_instances_write(make_harness) -> None:
+    from responders.core.model import Action
+    from responders.service import Runtime
+    from responders.settings import Settings
+
+    h: Harness = make_harness()
+    [event] = sample("02-account-public-access-enabled.json")
+    event = {**event, "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    h.eventgrid(event)
+    incident = h.incident(event["id"])
+    assert incident is not None
+    assert incident["Status"] == "contained"
+    account = next(a["Target"] for a in incident["actions"] if a["Kind"] == "storage.disable_public_access")
+    rotate = Action("storage.regenerate_key", account, "act-rotate", "test", {"key_name": "key1"})
+    plan = _plan(h, event, set())._replace(actions=(rotate,))
+    other = Runtime.from_settings(Settings.from_env(dict(os.environ)))  # another instance, rotating a key
+    h.sim.set_faults(
+        [
+            {"method": "POST", "path": "/regenerateKey$", "latency_ms": 1000},
+            {"method": "PATCH", "path": "/storageAccounts/stsynthexport08$", "latency_ms": 300},
+        ]
+    )
+    h.sim.clear_requests()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            rotating = pool.submit(other.executor.run, plan, dry_run=False)
+            status, body, _ = h.http("playbook", {"restore": incident["PartitionKey"], "execute": True})
+            [rotated] = rotating.result()
+    finally:
+        other.close()
+    assert status == 200, body
+    assert rotated.status == "contained"
+    assert [r["status"] for r in body["restored"]] == ["restored"] * len(body["restored"]), body
+    writes = account_writes(h.sim.requests(), "stsynthexport08") + [
+        r for r in h.sim.requests() if r["method"] == "PATCH" and r["path"].endswith("stsynthexport08")
+    ]
+    assert {w["status"] for w in writes} == {200}
+    assert overlapping(writes) == []
