@@ -131,23 +131,36 @@ def _table_row(r: dict[str, Any], out: TextIO) -> None:
 
 
 class _Tally:
-    """The summary line, counted as results stream past (a replay keeps no result once written)."""
+    """The summary line, counted as results stream past (a replay keeps no result once written). A
+    delivery of an incident already reported in this run, or one the pipeline answered as a repeat, is
+    a duplicate; an action counts once however many deliveries report it."""
+
+    COUNTED = ("contained", "dry-run", "already-contained", "pending-approval")
 
     def __init__(self) -> None:
-        self.events = self.leaks = self.rejected = 0
+        self.events = self.leaks = self.rejected = self.duplicates = 0
         self.actions: Counter[str] = Counter()
+        self._incidents: set[str] = set()
+        self._acted: set[tuple[str, str, str, str]] = set()
 
     def add(self, r: dict[str, Any]) -> None:
         self.events += 1
-        self.leaks += bool(r.get("verdict", {}).get("leak"))
+        incident = str(r.get("incident") or "")
+        repeat = bool(r.get("duplicate")) or (bool(incident) and incident in self._incidents)
+        self.duplicates += repeat
+        self._incidents.add(incident)
+        self.leaks += bool(r.get("verdict", {}).get("leak")) and not repeat
         self.rejected += bool(r.get("error"))
         for o in r.get("outcomes", []):
-            if o["status"] in ("contained", "dry-run", "already-contained", "pending-approval"):
+            key = (incident, o["kind"], o["target"], json.dumps(o.get("params", {}), sort_keys=True))
+            if o["status"] in self.COUNTED and key not in self._acted and not r.get("duplicate"):
+                self._acted.add(key)
                 self.actions[o["kind"]] += 1
 
     def summary(self, calls: dict[str, int]) -> dict[str, Any]:
         return {
             "events": self.events,
+            "duplicates": self.duplicates,
             "leaks": self.leaks,
             "rejected": self.rejected,
             "actions": dict(sorted(self.actions.items())),
@@ -310,7 +323,8 @@ def _write_results(
         return
     mode = "EXECUTED" if args.execute else "DRY-RUN (nothing changed; add --execute)"
     out.write(
-        f"{mode}: {summary['events']} events, {summary['leaks']} leaks, {summary['rejected']} rejected; "
+        f"{mode}: {summary['events']} events ({summary['duplicates']} duplicate deliveries), "
+        f"{summary['leaks']} leaks, {summary['rejected']} rejected; "
         f"actions {summary['actions']}; tenant calls {calls}\n"
     )
 

@@ -170,9 +170,15 @@ class Replayer:
                 {"aeg-event-type": "Notification"},
             )
         from responders.execute import TransientFailure
-        from responders.service import ledger_report, runtime
+        from responders.service import SETTLED, ledger_report, runtime
 
         error = ""
+        key = incident_key(item["id"])
+        earlier = runtime().ledger.head(key)
+        settled = earlier is not None and (
+            earlier.get("Status") in SETTLED
+            or (earlier.get("Status") == "dry-run" and runtime().settings.dry_run)
+        )
         for _ in range(REDELIVERIES):
             try:
                 self.functions["eventgrid_trigger"](to_eventgrid_event(item))
@@ -180,11 +186,15 @@ class Replayer:
                 break
             except TransientFailure as exc:  # Event Grid would redeliver; so do we
                 error = str(exc)
-        row = runtime().ledger.incident(incident_key(item["id"]))
+        row = runtime().ledger.incident(key)
         if row is None:
             return {"file": name, "status": "rejected", "error": error or "no ledger record"}
         report = ledger_report(row)
         report["file"] = name
+        # the pipeline answered a settled incident's redelivery from the ledger: a repeat, as the HTTP
+        # routes report it ("duplicate")
+        if settled and int(row.get("Deliveries") or 1) > int((earlier or {}).get("Deliveries") or 1):
+            report["duplicate"] = True
         return report
 
     def _post_alerts(self, body: bytes, name: str) -> dict[str, Any]:

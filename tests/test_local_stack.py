@@ -139,3 +139,51 @@ def test_a_damaged_saved_tenant_is_a_one_line_error(tmp_path: Path, garbage: str
     assert "make reset" in result.stderr
     assert "Traceback" not in result.stderr
     assert processes_using(run_dir) == []
+
+
+def test_the_summary_of_a_triple_delivery_counts_one_action_and_two_duplicates(capsys) -> None:
+    from responders.cli import main
+
+    capture = str(SAMPLES / "events" / "02-account-public-access-enabled.json")
+    assert main(["replay", capture, "--execute", "--repeat", "3", "--format", "json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    results, summary = [json.loads(line) for line in lines[:-1]], json.loads(lines[-1])
+    assert len(results) == summary["events"] == 3
+    assert len({r["incident"] for r in results}) == 1
+    assert summary["duplicates"] == 2
+    assert summary["leaks"] == 1
+    assert summary["actions"] == {"storage.disable_public_access": 1, "storage.make_container_private": 1}
+    # the next run's deliveries of the same event are repeats the ledger answers: no action counted again
+    assert main(["replay", capture, "--execute", "--format", "json"]) == 0
+    again = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert again["duplicates"] == 1
+    assert again["actions"] == {}
+    assert again["calls"]["write"] == 0
+
+
+def test_stack_up_serves_commands_and_keeps_the_ledger_across_down_and_up(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    capture = str(SAMPLES / "events" / "01-container-made-public.json")
+    try:
+        up = run_cli(run_dir, "stack", "up")
+        assert up.returncode == 0, up.stderr
+        env_file = run_dir / "local.env"
+        assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+        assert "RESPONDER_LEDGER_CONNECTION_STRING=" in env_file.read_text(encoding="utf-8")
+        assert len(processes_using(run_dir)) >= 2, "the stack server and its Azurite run in the background"
+        replay = run_cli(run_dir, "replay", capture, "--execute", "--format", "json")
+        assert replay.returncode == 0, replay.stderr
+        summary = json.loads(replay.stdout.splitlines()[-1])
+        assert summary["calls"]["write"] > 0, "the replay acted on the running stack's tenant"
+        incident = json.loads(replay.stdout.splitlines()[0])["incident"]
+        down = run_cli(run_dir, "stack", "down")
+        assert down.returncode == 0, down.stderr
+        assert processes_using(run_dir) == []
+        assert not env_file.exists()
+        assert run_cli(run_dir, "stack", "up").returncode == 0
+        ledger = run_cli(run_dir, "ledger", incident)
+        assert ledger.returncode == 0, ledger.stderr
+        assert json.loads(ledger.stdout)["status"] == "contained"
+    finally:
+        run_cli(run_dir, "stack", "down")
+    assert processes_using(run_dir) == []
