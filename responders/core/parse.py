@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from responders.core.arm import parse_incident_id, parse_storage_id
+from responders.core.arm import _parse_storage_id, parse_incident_id, parse_storage_id
 from responders.core.model import BadInput, Caller, Signal, SignalKind
 
 MAX_ID = 256
@@ -34,6 +34,15 @@ BLOB_CREATED = "microsoft.storage.blobcreated"
 VALIDATION = "microsoft.eventgrid.subscriptionvalidationevent"
 RESOURCE_DIMENSIONS = ("_resourceid", "resourceid")
 
+
+# The hot records are made with tuple.__new__ and every field in order: a third of the cost of the
+# NamedTuple constructors (which bind keywords in Python). The orders they rely on:
+_new = tuple.__new__
+assert Caller._fields == ("object_id", "app_id", "ip", "principal_type", "name")
+assert " ".join(Signal._fields) == (
+    "id source kind event_type occurred_at subject incident_id correlation_id operation accounts containers"
+    " blob caller principals apps ips title requested_actions search_query search_window notes"
+)
 
 # orjson encodes at most 254 levels; Azure's deepest payloads nest about ten
 MAX_DEPTH = 254
@@ -132,7 +141,7 @@ def _lower_guid(value: str) -> str:
     return value.lower() if _GUID.fullmatch(value) else ""
 
 
-def _text(obj: Mapping[str, Any], key: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
+def _text(obj: Mapping[str, Any], key: str, required: bool = False, limit: int = MAX_TEXT) -> str:
     value = obj.get(key)
     if type(value) is str and value and len(value) <= limit:  # the common case, checked first
         return value
@@ -214,26 +223,35 @@ def _caller(data: Mapping[str, Any]) -> Caller:
     ip = http.get("clientIpAddress") or claims.get("ipaddr") or ""
     kind = evidence.get("principalType") or ""
     name = claims.get("name") or ""
-    return Caller(
-        object_id=guid(claims.get(OID_CLAIM) or claims.get("oid") or evidence.get("principalId")),
-        app_id=guid(claims.get("appid")),
-        ip=(ip if type(ip) is str else str(ip))[:64],
-        principal_type=(kind if type(kind) is str else str(kind))[:64],
-        name=(name if type(name) is str else str(name))[:256],
+    oid = claims.get(OID_CLAIM) or claims.get("oid") or evidence.get("principalId")
+    app = claims.get("appid")
+    # every field in order (see _new); the two ids as guid() makes them, without its call
+    return _new(
+        Caller,
+        (
+            _lower_guid(oid) if type(oid) is str and len(oid) == 36 else "",
+            _lower_guid(app) if type(app) is str and len(app) == 36 else "",
+            (ip if type(ip) is str else str(ip))[:64],
+            (kind if type(kind) is str else str(kind))[:64],
+            (name if type(name) is str else str(name))[:256],
+        ),
     )
 
 
 def _resource_signal(
     source: str, event_id: str, event_type: str, when: str, subject: str, data: Mapping[str, Any]
 ) -> Signal:
-    operation = _text(data, "operationName").lower()
+    # `v if <a string within MAX_TEXT> else _text(...)` is _text's own first test, without its call
+    v = data.get("operationName")
+    operation = (v if type(v) is str and len(v) <= MAX_TEXT else _text(data, "operationName")).lower()
     status = "Succeeded" if data.get("status") == "Succeeded" else _text(data, "status")
-    resource = _text(data, "resourceUri") or subject
+    v = data.get("resourceUri")
+    resource = (v if type(v) is str and len(v) <= MAX_TEXT else _text(data, "resourceUri")) or subject
     kind = OPERATIONS.get(operation, SignalKind.OTHER)
     notes: tuple[str, ...] = ()
     if status and status.lower() != "succeeded":
         kind, notes = SignalKind.OTHER, (f"operation status is {status}, not Succeeded",)
-    ref = parse_storage_id(resource)
+    ref = _parse_storage_id(resource)  # resource is a str: parse_storage_id's own test
     if kind is not SignalKind.OTHER and ref is None:
         kind, notes = SignalKind.OTHER, (f"resource {resource!r} is not a storage account or container",)
     if kind is SignalKind.OTHER and not notes:
@@ -244,19 +262,32 @@ def _resource_signal(
     else:
         accounts = (ref.account_key,)
         containers = ((ref.account_key, ref.container),) if ref.container else ()
-    return Signal(
-        id=event_id,
-        source=source,
-        kind=kind,
-        event_type=event_type,
-        operation=operation,
-        occurred_at=when,
-        subject=subject,
-        accounts=accounts,
-        containers=containers,
-        caller=_caller(data),
-        correlation_id=guid(data.get("correlationId")),
-        notes=notes,
+    correlation = data.get("correlationId")
+    return _new(
+        Signal,
+        (
+            event_id,  # id
+            source,
+            kind,
+            event_type,
+            when,  # occurred_at
+            subject,
+            "",  # incident_id
+            _lower_guid(correlation) if type(correlation) is str and len(correlation) == 36 else "",
+            operation,
+            accounts,
+            containers,
+            "",  # blob
+            _caller(data),
+            (),  # principals
+            (),  # apps
+            (),  # ips
+            "",  # title
+            (),  # requested_actions
+            "",  # search_query
+            ("", ""),  # search_window
+            notes,
+        ),
     )
 
 
@@ -289,11 +320,17 @@ def _blob_signal(
 
 def parse_eventgrid(item: Mapping[str, Any], source: str = "eventgrid") -> Signal:
     """One Event Grid schema event (also a dead-letter record, which carries the original event)."""
-    event_id = _text(item, "id", required=True, limit=MAX_ID)
-    event_type = _text(item, "eventType", required=True, limit=MAX_ID)
-    subject = _text(item, "subject", required=True)
-    when = _text(item, "eventTime", limit=64)
-    data = _mapping(item, "data")
+    # `v if <a string _text returns> else _text(...)` is _text's own first test, without its call
+    get = item.get
+    v = get("id")
+    event_id = v if type(v) is str and v and len(v) <= MAX_ID else _text(item, "id", True, MAX_ID)
+    v = get("eventType")
+    event_type = v if type(v) is str and v and len(v) <= MAX_ID else _text(item, "eventType", True, MAX_ID)
+    v = get("subject")
+    subject = v if type(v) is str and v and len(v) <= MAX_TEXT else _text(item, "subject", True)
+    v = get("eventTime")
+    when = v if type(v) is str and len(v) <= 64 else _text(item, "eventTime", limit=64)
+    data = v if type(v := get("data")) is dict else _mapping(item, "data")
     lowered = event_type.lower()
     if lowered == VALIDATION:
         raise BadInput("subscription validation events are answered by the endpoint, not processed")
