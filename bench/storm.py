@@ -180,13 +180,19 @@ def _deliver_all(items: list[dict[str, Any]], threads: int, deadline_s: float) -
     }
 
 
+_PROGRESS: dict[int, Any] = {}
+
+
 def say_progress(done: int, total: int, elapsed: float, end: bool = False) -> None:
+    """A bar on a terminal, a few plain lines in a log (responders.cli.Progress)."""
+    from responders.cli import Progress
+
+    progress = _PROGRESS.setdefault(total, Progress(total, label="delivered", every=1))
     rate = done / elapsed if elapsed else 0.0
-    sys.stderr.write(
-        f"\r  storm: {done:>6}/{total} delivered, {rate:6.1f}/s, rss {rss_kib() / 1024:6.1f} MiB"
-        + ("\n" if end else "")
-    )
-    sys.stderr.flush()
+    progress.update(done, f", {rate:6.1f}/s, rss {rss_kib() / 1024:6.1f} MiB")
+    if end:
+        progress.finish()
+        _PROGRESS.pop(total, None)
 
 
 def run(

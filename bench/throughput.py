@@ -17,7 +17,6 @@ import gc
 import json
 import random
 import re
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -107,6 +106,9 @@ def time_classify(
     outcome: Counter[str] = Counter()
     start = time.perf_counter()
     classify_event = OfflineClassifier(snap, pol).plan
+    from responders.cli import Progress
+
+    bar = Progress(total, label="classified", every=1) if progress else None
     for done in range(0, total, step):
         for raw in events[done : done + step]:
             try:
@@ -116,11 +118,11 @@ def time_classify(
                 continue
             outcome["leak" if plan.verdict.leak else "no-leak"] += 1
             outcome["actions"] += len(plan.actions)
-        if progress:
-            sys.stderr.write(f"\r  classifying {min(done + step, total):>7}/{total}")
+        if bar is not None:
+            bar.update(min(done + step, total))
     elapsed = time.perf_counter() - start
-    if progress:
-        sys.stderr.write("\n")
+    if bar is not None:
+        bar.finish()
     if counts is not None:
         counts.update(outcome)
     return elapsed

@@ -104,30 +104,60 @@ def _short(text: str) -> str:
     return _ARM_ACCOUNT.sub("", text)
 
 
-def _table_row(r: dict[str, Any], out: TextIO) -> None:
-    head = f"{r['file']}: {r.get('status', '?').upper()}"
+def _console(out: TextIO) -> Any:
+    """A rich console on `out`: colour and the terminal's width on a terminal, plain text 120 wide in a
+    file or pipe. Nothing from a body is ever read as markup (cells are Text)."""
+    from rich.console import Console
+
+    tty = out.isatty()
+    return Console(
+        file=out, width=None if tty else 120, color_system="auto" if tty else None, highlight=False
+    )
+
+
+def _table_row(r: dict[str, Any], out: TextIO, console: Any = None) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or _console(out)
+    head = Text(f"{r['file']}: {r.get('status', '?').upper()}", style="bold")
     if r.get("error"):
-        out.write(f"{head}  rejected: {r['error']}\n\n")
+        console.print(head, Text(f"  rejected: {r['error']}", style="red"), sep="", soft_wrap=True)
+        console.print()
         return
     v = r["verdict"]
-    out.write(
-        f"{head}  leak={'yes' if v['leak'] else 'no'} severity={v['severity']} incident={r['incident']}\n"
+    console.print(
+        head,
+        Text(f"  leak={'yes' if v['leak'] else 'no'} severity={v['severity']} incident={r['incident']}"),
+        sep="",
+        soft_wrap=True,
     )
     for reason in v["reasons"]:
-        out.write(f"    why: {_short(reason)}\n")
+        console.print(Text(f"    why: {_short(reason)}"), soft_wrap=True)
     for finding in v["findings"]:
-        out.write(f"    finding: {_short(finding)}\n")
+        console.print(Text(f"    finding: {_short(finding)}"), soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+    for column in ("status", "action", "target", "detail"):
+        table.add_column(column, overflow="fold")
     by_key = {(o["kind"], o["target"], json.dumps(o["params"], sort_keys=True)): o for o in r["outcomes"]}
     for action in r["plan"]:
         o = by_key.get((action["kind"], action["target"], json.dumps(action["params"], sort_keys=True)), {})
-        target = action["target"].rsplit("/", 1)[-1]
         params = " ".join(f"{k}={v}" for k, v in action["params"].items())
+        detail = f"{params} ({o['error']})" if o.get("error") else params
         status = o.get("status", "planned")
-        err = f" ({o['error']})" if o.get("error") else ""
-        out.write(f"    {status:<18} {action['kind']:<38} {target} {params}{err}\n")
+        style = "red" if status in ("failed", "refused") else None
+        table.add_row(
+            Text(status, style=style or ""),
+            Text(action["kind"]),
+            Text(action["target"].rsplit("/", 1)[-1]),
+            Text(detail),
+        )
     for skip in r["skipped"]:
-        out.write(f"    skipped            {skip['what'].rsplit('/', 1)[-1]}: {skip['why']}\n")
-    out.write("\n")
+        table.add_row(Text("skipped"), Text(""), Text(skip["what"].rsplit("/", 1)[-1]), Text(skip["why"]))
+    if table.row_count:
+        console.print(table)
+    console.print()
 
 
 class _Tally:
@@ -146,10 +176,10 @@ class _Tally:
     def add(self, r: dict[str, Any]) -> None:
         self.events += 1
         incident = str(r.get("incident") or "")
-        repeat = bool(r.get("duplicate")) or (bool(incident) and incident in self._incidents)
-        self.duplicates += repeat
+        seen = bool(incident) and incident in self._incidents
+        self.duplicates += bool(r.get("duplicate")) or seen
         self._incidents.add(incident)
-        self.leaks += bool(r.get("verdict", {}).get("leak")) and not repeat
+        self.leaks += bool(r.get("verdict", {}).get("leak")) and not seen
         self.rejected += bool(r.get("error"))
         for o in r.get("outcomes", []):
             key = (incident, o["kind"], o["target"], json.dumps(o.get("params", {}), sort_keys=True))
@@ -169,34 +199,70 @@ class _Tally:
 
 
 class Progress:
-    """A one-line progress bar on stderr, for runs long enough to need one. The total may grow as the
-    run goes (a capture is decoded one file at a time)."""
+    """Progress on stderr: a rich bar on a terminal; in a pipe or a log, a plain line at each quarter
+    and one at the end (nothing for a run shorter than `every`). The total may grow as the run goes
+    (a capture is decoded one file at a time)."""
 
-    def __init__(self, total: int = 0, stream: TextIO | None = None, every: int = 1000) -> None:
-        self.total, self.done, self.every = total, 0, every
+    def __init__(
+        self,
+        total: int = 0,
+        stream: TextIO | None = None,
+        every: int = 1000,
+        label: str = "events",
+        live: bool | None = None,
+    ) -> None:
+        self.total, self.done, self.every, self.label = total, 0, every, label
         self.stream = stream or sys.stderr
-        self.drawn = False
+        self.live = self.stream.isatty() if live is None else live
+        self.note = ""
+        self._bar: Any = None
+        self._task: Any = None
+        self._quarter = 1
 
-    def step(self, n: int = 1) -> None:
-        before, self.done = self.done, self.done + n
-        if self.done // self.every > before // self.every and (
-            self.total >= self.every or self.stream.isatty()
-        ):
+    def step(self, n: int = 1, note: str = "") -> None:
+        self.update(self.done + n, note)
+
+    def update(self, done: int, note: str = "") -> None:
+        """Set the count (and a short note such as a rate) and show it as the stream allows."""
+        self.done, self.note = done, note or self.note
+        if self.live:
             self._draw()
+            return
+        while self._quarter < 4 and self.total >= self.every and self.done * 4 >= self.total * self._quarter:
+            self._quarter += 1
+            self._line()
 
     def finish(self) -> None:
-        """The final count and a newline, when a bar was drawn (or stderr is a terminal)."""
-        if self.drawn or self.stream.isatty():
+        """The final count: the bar completed on a terminal, a last plain line elsewhere."""
+        if self._bar is not None:
             self._draw()
-            self.stream.write("\n")
-            self.stream.flush()
+            self._bar.stop()
+            self._bar = None
+        elif not self.live and max(self.total, self.done) >= self.every:
+            self._line()
+
+    def _line(self) -> None:
+        self.stream.write(f"{self.done}/{self.total} {self.label}{self.note}\n")
+        self.stream.flush()
 
     def _draw(self) -> None:
-        width = 30
-        filled = int(width * min(self.done, self.total) / max(self.total, 1))
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} events")
-        self.stream.flush()
-        self.drawn = True
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn(self.label + "{task.fields[note]}"),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream, highlight=False),
+            )
+            self._task = self._bar.add_task("", total=self.total or None, note="")
+            self._bar.start()
+        self._bar.update(
+            self._task, completed=self.done, total=max(self.total, self.done) or None, note=self.note
+        )
 
 
 def replay_offline(files: list[Path], args: argparse.Namespace) -> Iterator[dict[str, Any]]:
@@ -311,12 +377,13 @@ def _write_results(
 ) -> None:
     """Each result as it comes (a JSON line or a table block), then the summary."""
     tally = _Tally()
+    console = _console(out) if args.format != "json" else None
     for r in results:
         tally.add(r)
         if args.format == "json":
             out.write(json.dumps(r, sort_keys=True) + "\n")
         else:
-            _table_row(r, out)
+            _table_row(r, out, console)
     summary = tally.summary(calls)
     if args.format == "json":
         out.write(json.dumps(summary, sort_keys=True) + "\n")

@@ -224,9 +224,11 @@ def test_offline_replay_of_a_large_capture_streams_with_a_progress_bar(tmp_path:
     assert "not valid JSON" in results[2504]["error"]
     assert len({r.get("incident") for r in results}) == 2501  # lines.jsonl repeats 9 ids of big.json
     assert summary["actions"]["storage.regenerate_key"] == 2 * 2500
-    bar = captured.err.split("\r")
-    assert bar[-1] == "[##############################] 2510/2510 events\n"
-    assert any(part.startswith("[") and " 2000/2500 events" in part for part in bar)
+    # stderr is no terminal here: a few plain lines, no carriage-return redraws
+    assert "\r" not in captured.err
+    progress = captured.err.splitlines()
+    assert 2 <= len(progress) <= 5
+    assert progress[-1] == "2510/2510 events"
 
 
 def test_live_replay_reads_line_captures_too(tmp_path: Path, capsys) -> None:
