@@ -182,7 +182,7 @@ class OfflineClassifier:
         responder's own identity are judged and flagged (without a ledger no echo is recognised); `now`
         is the request time given to manual playbook requests.
         """
-        item = decode_json(raw) if isinstance(raw, (bytes, bytearray, str)) else raw
+        item = decode_json(raw) if type(raw) is bytes or isinstance(raw, (bytearray, str)) else raw
         if type(item) is list:
             raise BadInput("one event at a time: split batches first (responders.core.parse.parse_body)")
         return self.plan_signal(parse_item(item, now=now))

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rehearsal.simulator.tls import load_or_create_ca, server_context
 from tests.harness import PREFIX, SUB, sample
@@ -290,6 +292,65 @@ def test_bodies_without_duplicates_decode_as_before() -> None:
         json.dumps(sample("06-sentinel-incident.json")).encode(),
     ):
         assert decode_json(raw) == json.loads(raw)
+
+
+# Objects are lists of (key, value) pairs, so a key can be given twice; strings use an alphabet of
+# the characters the duplicate filter counts or that change when encoded again.
+_CHARS = st.sampled_from(list('ab:"\\ ,{}\u00e9\u2603\n'))
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.text(_CHARS, max_size=5))
+_TREES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(_CHARS, max_size=3), inner, max_size=4).map(lambda d: ("obj", [*d.items()])),
+    ),
+    max_leaves=12,
+)
+# (item separator, key separator, ensure_ascii, escape every colon inside strings as backslash-u003a)
+_FORMATS = st.tuples(
+    st.sampled_from([",", ", ", ",\n  "]), st.sampled_from([":", ": ", " :\t"]), st.booleans(), st.booleans()
+)
+
+
+def _emit(value: Any, fmt: tuple[str, str, bool, bool]) -> str:
+    items, colon, ascii_only, escape_colons = fmt
+    if isinstance(value, tuple):
+        pairs = (_emit(k, fmt) + colon + _emit(v, fmt) for k, v in value[1])
+        return "{" + items.join(pairs) + "}"
+    if isinstance(value, list):
+        return "[" + items.join(_emit(v, fmt) for v in value) + "]"
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    return text.replace(":", "\\u003a") if escape_colons and isinstance(value, str) else text
+
+
+def _objects(value: Any) -> list[list[tuple[str, Any]]]:
+    if isinstance(value, tuple):
+        return [value[1], *(o for _, v in value[1] for o in _objects(v))]
+    if isinstance(value, list):
+        return [o for v in value for o in _objects(v)]
+    return []
+
+
+@settings(max_examples=400, deadline=None)
+@given(tree=_TREES, fmt=_FORMATS, duplicate=st.booleans(), as_bytes=st.booleans(), data=st.data())
+def test_a_body_is_refused_exactly_when_an_object_repeats_a_key(
+    tree: Any, fmt: tuple[str, str, bool, bool], duplicate: bool, as_bytes: bool, data: st.DataObject
+) -> None:
+    from responders.core.model import BadInput
+    from responders.core.parse import decode_json
+
+    tree = ("obj", [("k", copy.deepcopy(tree))])
+    if duplicate:
+        pairs = data.draw(st.sampled_from([o for o in _objects(tree) if o]))
+        key, _ = data.draw(st.sampled_from(pairs))
+        pairs.insert(data.draw(st.integers(0, len(pairs))), (key, data.draw(_SCALARS)))
+    text = _emit(tree, fmt)
+    raw = text.encode() if as_bytes else text
+    if duplicate:
+        with pytest.raises(BadInput, match="duplicate key"):
+            decode_json(raw)
+    else:
+        assert decode_json(raw) == json.loads(text)
 
 
 # write-ups ---------------------------------------------------------------------------------------

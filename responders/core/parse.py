@@ -633,6 +633,8 @@ def parse_item(item: Any, *, now: str) -> Signal:
     """Parse one item of any accepted schema."""
     if type(item) is not dict and not isinstance(item, Mapping):
         raise BadInput("each event must be a JSON object")
+    if "eventType" in item and "specversion" not in item:  # detect_schema's first answer, without its call
+        return parse_eventgrid(item)
     schema = detect_schema(item)
     if schema == "eventgrid":
         return parse_eventgrid(item)

@@ -180,7 +180,7 @@ class Template:
         tuple.__new__ and every field in order: a third of what the NamedTuple constructors cost, and
         tests/test_offline.py compares every field with a freshly made plan."""
         made = self.plan
-        incident = incident_key(signal.id)
+        incident = "inc-" + _sha256(signal.id.lower().encode()).hexdigest()[:24]  # incident_key, inline
         if incident == made.incident or not made.actions:
             return _new(Plan, (incident, signal, made.verdict, made.actions, made.skipped))
         keys: dict[str, str] = {}
