@@ -198,6 +198,9 @@ def start_standins(
             f"/subscriptions/{sentinel['subscriptionId']}/resourceGroups/{sentinel['resourceGroup']}"
             f"/providers/Microsoft.OperationalInsights/workspaces/{sentinel['workspaceName']}"
         )
+    # the simulated custom topic: the CLI's `replay --topic` publishes here with this key
+    extra["EVENTGRID_TOPIC_ENDPOINT"] = simulator.url + "/api/events"
+    extra["EVENTGRID_TOPIC_KEY"] = simulator.topic.key
     extra.update(extra_env or {})
     env = local_env(
         simulator.url, str(simulator.ca_path), simulator.identity_header, azurite.connection_string, extra
@@ -287,7 +290,7 @@ def running_stack_env() -> dict[str, str] | None:
 
 
 @contextmanager
-def _environ(env: Mapping[str, str]) -> Iterator[None]:
+def scoped_environ(env: Mapping[str, str]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -360,12 +363,12 @@ def local_stack(
     extra = {**{k: v for k, v in LOCAL_STACK_ENV.items() if k not in os.environ}, **(extra_env or {})}
     env = running_stack_env()
     if env is not None:
-        with _environ({**env, **extra}):
+        with scoped_environ({**env, **extra}):
             yield None
         return
     with _data_lock(LOCK_WAIT) as alone:
         if not alone:
-            with _environ({**(running_stack_env() or {}), **extra}):
+            with scoped_environ({**(running_stack_env() or {}), **extra}):
                 yield None
             return
         with _stopped_by_sigterm():
@@ -389,6 +392,7 @@ def serve_stack(tenant_path: Path | None = None) -> int:
             raise StandInError("the local stack is already up")
         standins = start_standins(tenant_path, LOCAL_STACK_ENV, data_dir=data_dir())
         try:
+            _subscribe_functions(standins)
             write_env_file(run_dir() / ENV_FILE, standins.env)
             (run_dir() / PID_FILE).write_text(str(os.getpid()), encoding="ascii")
             while not stopping.wait(0.5):
@@ -398,6 +402,18 @@ def serve_stack(tenant_path: Path | None = None) -> int:
                 (run_dir() / name).unlink(missing_ok=True)
             standins.stop()
     return 0
+
+
+def _subscribe_functions(standins: StandIns) -> None:
+    """The registered functions subscribe to the simulated topic, running in this process with the
+    stand-ins' settings (RESPONDER_DRY_RUN from the environment, dry-run unless it says false)."""
+    from responders.replay import deliver_to_functions
+    from responders.service import Runtime, set_runtime
+    from responders.settings import Settings
+
+    standins.apply_env()
+    set_runtime(Runtime.from_settings(Settings.from_env()))
+    standins.simulator.topic.subscriber = deliver_to_functions
 
 
 def stack_up(tenant_path: Path | None = None, timeout: float = 60.0) -> dict[str, str]:

@@ -306,6 +306,10 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         raise CliError("no .json capture files found")
     if args.repeat < 1:
         raise CliError("--repeat must be at least 1")
+    if args.topic:
+        if args.execute or args.target or args.offline:
+            raise CliError("--topic publishes only: the topic's subscribers decide; drop --execute/--target")
+        return publish_to_topic(files, args, out)
     if args.offline:
         if args.execute or args.target:
             raise CliError("--offline classifies only: it cannot be combined with --execute or --target")
@@ -324,6 +328,92 @@ def cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
             write_replay(replayer, files, args, out)
     except StandInError as exc:
         raise CliError(str(exc)) from exc
+    return 0
+
+
+TOPIC_BATCH_BYTES = 1_000_000  # Event Grid takes at most 1 MB per publish request; room for framing
+
+
+def _batches(events: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    size = 2
+    for event in events:
+        n = len(json.dumps(event)) + 1
+        if batch and size + n > TOPIC_BATCH_BYTES:
+            yield batch
+            batch, size = [], 2
+        batch.append(event)
+        size += n
+    if batch:
+        yield batch
+
+
+def publish_to_topic(files: list[Path], args: argparse.Namespace, out: TextIO) -> int:
+    """Publish the captured Event Grid and CloudEvents events to a custom topic with Event Grid's own
+    client, in batches within its 1 MB limit; what is neither is listed as skipped. The key comes from
+    EVENTGRID_TOPIC_KEY (for the local stack's simulated topic, from .run/local.env) and is never shown."""
+    from urllib.parse import urlsplit
+
+    from azure.core.credentials import AzureKeyCredential
+    from azure.core.exceptions import AzureError
+    from azure.eventgrid import EventGridPublisherClient
+
+    from rehearsal.standins import scoped_environ, running_stack_env
+    from responders.settings import is_loopback_url
+
+    if urlsplit(args.topic).scheme != "https":
+        raise CliError("--topic must be an https URL (the access key is never sent over http)")
+    settings: dict[str, str] = {}
+    if is_loopback_url(args.topic):
+        settings = running_stack_env() or {}
+    key = os.environ.get("EVENTGRID_TOPIC_KEY") or settings.get("EVENTGRID_TOPIC_KEY", "")
+    if not key:
+        raise CliError("set EVENTGRID_TOPIC_KEY to the topic's access key")
+    grid: list[dict[str, Any]] = []
+    cloud: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for path in files:
+        for item, raw in iter_items(path):
+            if raw is None and isinstance(item, dict) and "specversion" in item:
+                cloud.append(item)
+            elif raw is None and isinstance(item, dict) and {"eventType", "subject"} <= item.keys():
+                grid.append(item)
+            else:
+                skipped.append({"file": path.name, "why": "not an Event Grid or CloudEvents event"})
+    ca = settings.get("REQUESTS_CA_BUNDLE")
+    client = EventGridPublisherClient(args.topic, AzureKeyCredential(key))
+    trust = {"REQUESTS_CA_BUNDLE": ca} if ca else {}  # the local stack's test CA, read by requests
+    batches = 0
+    try:
+        with scoped_environ(trust):
+            for events in (grid, cloud):
+                for batch in _batches(events):
+                    client.send(batch)
+                    batches += 1
+    except AzureError as exc:
+        status = getattr(exc, "status_code", None)
+        raise CliError(
+            f"the topic refused batch {batches + 1}: {type(exc).__name__}" + (f" {status}" if status else "")
+        ) from exc
+    finally:
+        client.close()
+    summary = {
+        "published": len(grid) + len(cloud),
+        "eventgrid": len(grid),
+        "cloudevents": len(cloud),
+        "batches": batches,
+        "skipped": skipped,
+        "topic": urlsplit(args.topic).hostname,
+    }
+    if args.format == "json":
+        out.write(json.dumps(summary, sort_keys=True) + "\n")
+    else:
+        out.write(
+            f"PUBLISHED to {summary['topic']}: {summary['published']} events ({len(grid)} Event Grid, "
+            f"{len(cloud)} CloudEvents) in {batches} batches; {len(skipped)} skipped\n"
+        )
+        for skip in skipped:
+            out.write(f"    skipped {skip['file']}: {skip['why']}\n")
     return 0
 
 
@@ -533,6 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="tenant seed for the simulator started when no endpoints are set",
     )
     replay.add_argument("--repeat", type=int, default=1, help="deliver each event N times (at-least-once)")
+    replay.add_argument(
+        "--topic",
+        help="publish to an Event Grid custom topic (https://.../api/events); key in EVENTGRID_TOPIC_KEY",
+    )
     replay.add_argument(
         "--offline",
         action="store_true",

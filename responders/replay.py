@@ -68,6 +68,21 @@ def http_request(route: str, body: bytes, headers: dict[str, str] | None = None)
     )
 
 
+def deliver_to_functions(event: dict[str, Any]) -> None:
+    """One event as an Event Grid subscription delivers it to this app: an Event Grid schema event to
+    the Event Grid trigger, a CloudEvent to the webhook. Raises when the delivery failed, so the topic
+    retries it."""
+    functions = _functions()
+    if "specversion" in event:
+        response = functions["alerts"](
+            http_request("alerts", json.dumps(event).encode(), {"aeg-event-type": "Notification"})
+        )
+        if response.status_code >= 500:
+            raise RuntimeError(f"webhook answered {response.status_code}")
+        return
+    functions["eventgrid_trigger"](to_eventgrid_event(event))
+
+
 class Replayer:
     """Delivers captures like the platform would and reports what the ledger recorded."""
 

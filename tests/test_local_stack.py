@@ -187,3 +187,57 @@ def test_stack_up_serves_commands_and_keeps_the_ledger_across_down_and_up(tmp_pa
     finally:
         run_cli(run_dir, "stack", "down")
     assert processes_using(run_dir) == []
+
+
+def test_a_replay_through_the_simulated_topic_reaches_the_functions_and_records_the_leaks(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "run"
+    try:
+        up = run_cli(run_dir, "stack", "up", extra={"RESPONDER_DRY_RUN": "false"})
+        assert up.returncode == 0, up.stderr
+        from rehearsal.standins import read_env_file
+
+        topic = read_env_file(run_dir / "local.env")["EVENTGRID_TOPIC_ENDPOINT"]
+        refused = run_cli(
+            run_dir, "replay", str(SAMPLES / "events"), "--topic", topic, extra={"EVENTGRID_TOPIC_KEY": "x"}
+        )
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("error: the topic refused batch 1: ClientAuthenticationError 401")
+        published = run_cli(run_dir, "replay", str(SAMPLES / "events"), "--topic", topic, "--format", "json")
+        assert published.returncode == 0, published.stderr
+        summary = json.loads(published.stdout)
+        assert summary["eventgrid"] > 0
+        assert summary["cloudevents"] > 0
+        assert summary["published"] == summary["eventgrid"] + summary["cloudevents"]
+        assert "EVENTGRID_TOPIC_KEY" not in published.stdout + published.stderr
+        # the sample leaks that travel through Event Grid, contained by the functions the topic invoked
+        for name in (
+            "01-container-made-public",
+            "02-account-public-access-enabled",
+            "04-sas-listed.cloudevents",
+        ):
+            expected = json.loads((SAMPLES / "expected" / f"{name}.json").read_text(encoding="utf-8"))
+            assert expected["leak"] is True
+            event = json.loads((SAMPLES / "events" / f"{name}.json").read_text(encoding="utf-8"))
+            event = event[0] if isinstance(event, list) else event
+            from responders.core.parse import incident_key
+
+            ledger = run_cli(run_dir, "ledger", incident_key(event["id"]))
+            assert ledger.returncode == 0, (name, ledger.stderr)
+            row = json.loads(ledger.stdout)
+            assert row["verdict"]["leak"] is True, name
+            assert row["status"] == "contained", name
+    finally:
+        run_cli(run_dir, "stack", "down")
+    assert processes_using(run_dir) == []
+
+
+def test_topic_batches_stay_within_one_megabyte() -> None:
+    from responders.cli import TOPIC_BATCH_BYTES, _batches
+
+    events = [{"id": str(i), "data": {"pad": "x" * 300_000}} for i in range(7)]
+    batches = list(_batches(events))
+    assert [e for b in batches for e in b] == events
+    assert all(len(json.dumps(b)) <= TOPIC_BATCH_BYTES for b in batches)
+    assert len(batches) == 3

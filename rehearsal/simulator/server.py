@@ -25,6 +25,8 @@ from rehearsal.simulator.faults import FaultPlan
 from rehearsal.simulator.routing import Context, Reply
 from rehearsal.simulator.state import TenantState
 from rehearsal.simulator.tls import CA_FILE, load_or_create_ca, server_context
+from rehearsal.simulator.topic import PATH as TOPIC_PATH
+from rehearsal.simulator.topic import Topic
 from rehearsal.simulator.transport import HttpsServer
 from responders.settings import is_loopback_url
 
@@ -33,22 +35,44 @@ def _is_loopback(host: str) -> bool:
     return is_loopback_url(f"https://{host}")
 
 
-class _SavingDispatcher(Dispatcher):
-    """Saves the tenant's state after every answered change, before the client has its answer, so a
-    stopped simulator restarted over the same file holds what its clients saw done."""
+class _LocalDispatcher(Dispatcher):
+    """Adds the local stack's hooks: the simulated Event Grid topic's publish API and, with a state
+    file, saving the tenant's state after every answered change, before the client has its answer, so
+    a stopped simulator restarted over the same file holds what its clients saw done."""
 
-    def __init__(self, *args: Any, state_file: Path) -> None:
+    def __init__(self, *args: Any, state_file: Path | None, topic: Topic) -> None:
         super().__init__(*args)
         self.state_file = state_file
+        self.topic = topic
         self._save_lock = threading.Lock()
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        body: Any,
+        bad_json: bool,
+        client: str,
+    ) -> tuple[Reply, str | None]:
+        if method == "POST" and path.lower() == TOPIC_PATH:
+            if bad_json:
+                return Reply(400, {"error": {"code": "BadRequest", "message": "Invalid JSON."}}), None
+            size = len(json.dumps(body)) if body is not None else 0
+            return self.topic.publish(headers, body, size), None
+        return super().api(method, path, query, headers, body, bad_json, client)
 
     def record(self, entry: dict[str, Any]) -> None:
         super().record(entry)
         status = entry.get("status")
-        if entry.get("method") != "GET" and isinstance(status, int) and status < 400:
+        changed = entry.get("method") != "GET" and isinstance(status, int) and status < 400
+        if changed and self.state_file is not None:
             self.save()
 
     def save(self) -> None:
+        if self.state_file is None:
+            return
         with self._save_lock:
             partial = self.state_file.with_name(self.state_file.name + ".partial")
             partial.write_text(json.dumps(self.state.persisted()), encoding="utf-8")
@@ -85,12 +109,9 @@ class Simulator:
         ctx = Context(self.state, EventLog(self.state.tenant_id, clock), clock)
         self._tokens = TokenStore()
         dispatch_args = (ctx, self._tokens, FaultPlan(seed), secrets.token_urlsafe(24))
-        self._dispatcher: Dispatcher = (
-            Dispatcher(*dispatch_args)
-            if state_file is None
-            else _SavingDispatcher(*dispatch_args, state_file=state_file)
-        )
-        if isinstance(self._dispatcher, _SavingDispatcher) and not state_file.exists():
+        self.topic = Topic()
+        self._dispatcher = _LocalDispatcher(*dispatch_args, state_file=state_file, topic=self.topic)
+        if state_file is not None and not state_file.exists():
             self._dispatcher.save()
         self._server: HttpsServer | None = None
         self._thread: threading.Thread | None = None
