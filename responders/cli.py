@@ -358,7 +358,7 @@ def publish_to_topic(files: list[Path], args: argparse.Namespace, out: TextIO) -
     from azure.core.exceptions import AzureError
     from azure.eventgrid import EventGridPublisherClient
 
-    from rehearsal.standins import scoped_environ, running_stack_env
+    from rehearsal.standins import running_stack_env, scoped_environ
     from responders.settings import is_loopback_url
 
     if urlsplit(args.topic).scheme != "https":
