@@ -16,7 +16,11 @@ def test_storm_contains_once_and_accounts_for_every_event(tmp_path: Path) -> Non
     assert res["duplicate_writes"] == 0
     assert res["events_without_incident_row"] == 0
     assert sum(res["status_counts"].values()) == 300
-    assert set(res["status_counts"]) <= {"contained", "folded"}
+    # The resource's state decides: an event whose facts are read after the containment's writes
+    # landed, but before that containment is noted for folding, finds the container private and is
+    # recorded as no leak ("ignored", with that reason). Either way it has its row and causes no write.
+    assert set(res["status_counts"]) <= {"contained", "folded", "ignored"}
+    assert res["status_counts"].get("contained", 0) >= 1
     assert res["memory"]["rss_peak_mib"] >= res["memory"]["rss_start_mib"] > 0
 
 
