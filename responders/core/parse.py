@@ -394,7 +394,8 @@ def _entities(raw: Any) -> list[Mapping[str, Any]]:
         raw = _embedded_json(raw, "Entities", [])
     if raw is None:
         return []
-    if not isinstance(raw, list) or not all(isinstance(e, Mapping) for e in raw):
+    # type(e) is dict first: decoded JSON, without the slower abstract-class check
+    if not isinstance(raw, list) or not all(type(e) is dict or isinstance(e, Mapping) for e in raw):
         raise BadInput("entities must be a list of objects")
     if len(raw) > MAX_ENTITIES:
         raise BadInput(f"more than {MAX_ENTITIES} entities")
@@ -416,7 +417,7 @@ def _entity_targets(
     ips: list[str] = []
     notes: list[str] = []
     for entity in entities:
-        props = entity.get("properties") if isinstance(entity.get("properties"), Mapping) else entity
+        props = p if type(p := entity.get("properties")) is dict or isinstance(p, Mapping) else entity
         kind = str(entity.get("kind") or entity.get("Type") or "").lower().replace("-", "")
         if kind == "azureresource":
             ref = parse_storage_id(str(props.get("resourceId") or props.get("ResourceId") or ""))
