@@ -15,27 +15,16 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from responders.core.catalogue import CATALOGUE
 from responders.core.timeutil import parse_time
 
 NOTIFY_WITHIN = timedelta(hours=72)
 TOKEN_LIFETIME = timedelta(minutes=90)
 NO_EVIDENCE = "no Log Analytics evidence recorded"
 
-IRREVERSIBLE = {
-    "storage.regenerate_key": (
-        "cannot be undone: the old key is gone once regenerated; hand the new keys (portal or "
-        "`az storage account keys list`) to legitimate users and reissue their SAS"
-    ),
-    "storage.revoke_user_delegation_keys": (
-        "cannot be undone: revoked user-delegation keys stay revoked; clients request new "
-        "user-delegation keys and reissue their SAS"
-    ),
-}
-RESTORE_WHAT = {
-    "storage.disable_public_access": "set allowBlobPublicAccess back to the recorded before-state",
-    "storage.make_container_private": "set the container's recorded public access level back",
-    "identity.disable_service_principal": "re-enable the service principal (accountEnabled=true)",
-}
+# what a human does to undo each action, from its catalogue entry
+IRREVERSIBLE = {k: f"cannot be undone: {s.undo}" for k, s in CATALOGUE.items() if not s.reversible}
+RESTORE_WHAT = {k: s.undo for k, s in CATALOGUE.items() if s.reversible}
 CHANGED = ("contained", "restored")
 GDPR_NOTE = (
     "Synthetic data derived from personal data may itself be personal data where re-identification "

@@ -12,6 +12,7 @@ from responders.actions import HANDLERS
 from responders.core.classify import blocked_reason
 from responders.core.model import Action, BadInput
 from responders.core.timeutil import is_after
+from responders.evidence_pack import IRREVERSIBLE
 from responders.execute import describe
 from responders.service import Runtime, _execute, ledger_report, plan_from_ledger
 
@@ -114,9 +115,7 @@ def restore(rt: Runtime, incident: str, *, execute: bool, by: str) -> dict[str, 
             "kind": a["Kind"],
             "target": a["Target"],
             "params": a.get("Params") or {},
-            "why": "cannot be undone: the old key is gone; hand the new keys to legitimate users"
-            if a["Kind"] == "storage.regenerate_key"
-            else "cannot be undone: revoked user-delegation keys stay revoked; clients request new ones",
+            "why": IRREVERSIBLE.get(a["Kind"], "cannot be undone: the action is recorded as irreversible"),
         }
         for a in done
         if not plan[a["RowKey"]].reversible

@@ -1,10 +1,11 @@
 """Deployment as code: the custom role grants exactly what the code calls, and the wiring matches.
 
-The role check is the point of this file. Every `<expr>.storage_accounts.<method>` and
-`<expr>.blob_containers.<method>` in responders/ is mapped to the ARM
-action it needs; the "Synthetic Leak Responder" role in infra/ must list exactly those actions.
-Adding an SDK call without updating the role (or the other way round) fails here, and a method
-name missing from SDK_ACTIONS fails too, so nobody adds an operation without deciding its action.
+The role check is the point of this file. The action catalogue (responders/core/catalogue.py)
+declares the ARM actions each step and the fact gathering need; the "Synthetic Leak Responder"
+role in infra/ must list exactly their union, and every `<expr>.storage_accounts.<method>` and
+`<expr>.blob_containers.<method>` in responders/, mapped to the ARM action it needs, must add up
+to the same set. Adding an SDK call without declaring it (or the other way round) fails here, and a
+method name missing from SDK_ACTIONS fails too, so nobody adds an operation without deciding its action.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from responders.core.catalogue import arm_actions
 from responders.core.parse import OPERATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,16 +238,19 @@ def test_custom_role_grants_exactly_what_the_code_calls() -> None:
         "infra/modules/custom-role.bicep):\n" + "\n".join(unknown)
     )
     path, body = custom_role()
-    granted = lower(role_actions(body))
-    needed = lower(used)
-    missing = sorted(needed[k] for k in needed.keys() - granted.keys())
-    extra = sorted(granted[k] for k in granted.keys() - needed.keys())
-    report = (
-        f"{path.relative_to(ROOT)} does not match the code.\n"
-        f"  used by the code but not granted: {missing}\n"
-        f"  granted but not used by the code: {extra}"
-    )
-    assert (missing, extra) == ([], []), report
+    declared = lower(arm_actions())
+    for what, have in (
+        (f"{path.relative_to(ROOT)} (the custom role)", lower(role_actions(body))),
+        ("the SDK calls in responders/", lower(used)),
+    ):
+        missing = sorted(declared[k] for k in declared.keys() - have.keys())
+        extra = sorted(have[k] for k in have.keys() - declared.keys())
+        report = (
+            f"{what} does not match the ARM actions responders/core/catalogue.py declares.\n"
+            f"  declared but not there: {missing}\n"
+            f"  there but not declared: {extra}"
+        )
+        assert (missing, extra) == ([], []), report
 
 
 def test_scanner_maps_calls_and_rejects_unknown_and_aliased(tmp_path: Path) -> None:

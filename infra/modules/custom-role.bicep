@@ -1,9 +1,9 @@
 // The custom role "Synthetic Leak Responder": exactly the storage-management operations the
-// responder's code calls (tests/test_infra.py compares this list with the code). It can
-// read accounts and containers, turn public access off, regenerate keys and revoke
-// user-delegation keys. It can NOT list keys or create SAS (listkeys/action,
-// ListAccountSas/action, listServiceSas/action): a responder that can mint credentials
-// would be a leak path itself. No wildcards.
+// responder's code calls (tests/test_infra.py compares this list with the actions declared in
+// responders/core/catalogue.py and with the code). It can read accounts and containers, turn
+// public access off, regenerate keys and revoke user-delegation keys. It can NOT list keys or
+// create SAS (listkeys/action, ListAccountSas/action, listServiceSas/action): a responder that
+// can mint credentials would be a leak path itself. No wildcards.
 targetScope = 'subscription'
 
 param roleName string = 'Synthetic Leak Responder'

@@ -12,6 +12,7 @@ from responders.actions.storage import (
     RevokeUserDelegationKeys,
     account_state,
 )
+from responders.core.catalogue import check_handlers
 
 if TYPE_CHECKING:
     from responders.clients import Clients
@@ -51,13 +52,16 @@ def known_state(facts: Facts) -> dict[str, dict[str, Any]]:
     return known
 
 
-HANDLERS: dict[str, Handler] = {
-    h.kind: h
-    for h in (
-        DisablePublicAccess(),
-        MakeContainerPrivate(),
-        RegenerateKey(),
-        RevokeUserDelegationKeys(),
-        DisableServicePrincipal(),
-    )
-}
+def register(*handlers: Handler) -> dict[str, Handler]:
+    """Each handler by the kind it serves; one per catalogued kind, or the app does not start."""
+    check_handlers([h.kind for h in handlers])
+    return {h.kind: h for h in handlers}
+
+
+HANDLERS: dict[str, Handler] = register(
+    DisablePublicAccess(),
+    MakeContainerPrivate(),
+    RegenerateKey(),
+    RevokeUserDelegationKeys(),
+    DisableServicePrincipal(),
+)

@@ -6,18 +6,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
+from responders.core.catalogue import REVERSIBLE
 from responders.core.classify import CREDENTIAL_KINDS, EXPOSURE_KINDS
 from responders.core.model import Action, Facts, Plan, PrincipalFacts, Signal, SignalKind, Verdict
 from responders.core.parse import incident_key
 from responders.core.policy import ACTION_KINDS, Policy
-
-REVERSIBLE = {
-    "storage.disable_public_access": True,
-    "storage.make_container_private": True,
-    "storage.regenerate_key": False,
-    "storage.revoke_user_delegation_keys": False,
-    "identity.disable_service_principal": True,
-}
 
 
 def action_key(incident: str, kind: str, target: str, params: Mapping[str, str]) -> str:

@@ -7,18 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from responders.core.catalogue import ACTION_KINDS, CATALOGUE, GRAPH_PERMISSIONS
 from responders.core.model import BadInput
 from responders.core.parse import is_guid
 
-ACTION_KINDS = (
-    "storage.disable_public_access",
-    "storage.make_container_private",
-    "storage.regenerate_key",
-    "storage.revoke_user_delegation_keys",
-    "identity.disable_service_principal",
-)
 APPROVAL_MODES = ("auto", "approval")
-GRAPH_PERMISSIONS = ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy")
 # When an alert names a synthetic account: rotate its keys and revoke its user-delegation keys only
 # when the storage logs show key or SAS access (or cannot be read), always, or never (humans decide).
 ALERT_CREDENTIAL_MODES = ("evidence", "always", "never")
@@ -35,6 +28,11 @@ def _lower_values(raw: Mapping[str, Any], what: str) -> dict[str, tuple[str, ...
             raise BadInput(f"policy: {what}.{key} must be a string or a list of strings")
         out[str(key).lower()] = tuple(v.lower() for v in values)
     return out
+
+
+def _default_approval() -> dict[str, str]:
+    """Each action's default mode, as its catalogue entry declares it."""
+    return {kind: spec.approval for kind, spec in CATALOGUE.items()}
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ class Policy:
     sensitivity_tag: str = "source-dataset-sensitivity"
     guarantee_tag: str = "privacy-guarantee"
     fidelity_tag: str = "fidelity"
-    approval: Mapping[str, str] = field(default_factory=lambda: dict.fromkeys(ACTION_KINDS, "auto"))
+    approval: Mapping[str, str] = field(default_factory=_default_approval)
     disable_principals: bool = True
     dedupe_window_seconds: int = 900
     alert_credentials: str = "evidence"
@@ -90,7 +88,7 @@ class Policy:
         scope = raw.get("scope", {}) or {}
         exem = raw.get("exemptions", {}) or {}
         resp = raw.get("responder", {}) or {}
-        approval = dict.fromkeys(ACTION_KINDS, "auto")
+        approval = _default_approval()
         for kind, mode in (raw.get("approval", {}) or {}).items():
             if kind not in ACTION_KINDS:
                 raise BadInput(f"policy: approval names unknown action {kind!r}")

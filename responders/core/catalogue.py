@@ -1,0 +1,101 @@
+"""One entry per containment action: what it is, whether and how it is undone, what it may call.
+
+Everything else is derived from here: the kinds a policy may name, whether a planned action is
+reversible, the evidence pack's undo text, the custom role (tests/test_infra.py) and the README's
+action table (tests/test_catalogue.py). The adapters register one handler per kind
+(responders/actions/__init__.py checks it at import), so adding an action starts with its entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SA = "Microsoft.Storage/storageAccounts"
+CONTAINERS = f"{SA}/blobServices/containers"
+# the Graph application permissions that let the responder disable a service principal (one of them)
+GRAPH_PERMISSIONS = ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy")
+# what gathering the facts reads before any action: the account and its containers
+GATHER_ARM_ACTIONS = (f"{SA}/read", f"{CONTAINERS}/read")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """What one action kind is; `does` and `undo` are the README table's cells, word for word."""
+
+    kind: str
+    does: str
+    reversible: bool
+    undo: str
+    arm_actions: tuple[str, ...] = ()
+    graph_permissions: tuple[str, ...] = ()
+    approval: str = "auto"
+
+
+CATALOGUE: dict[str, ActionSpec] = {
+    s.kind: s
+    for s in (
+        ActionSpec(
+            kind="storage.disable_public_access",
+            does="account `allowBlobPublicAccess=false` (absent means allowed, so it is written explicitly)",
+            reversible=True,
+            undo="set allowBlobPublicAccess back to the recorded before-state",
+            arm_actions=(f"{SA}/read", f"{SA}/write"),
+        ),
+        ActionSpec(
+            kind="storage.make_container_private",
+            does="container `publicAccess=None`; the previous level is recorded",
+            reversible=True,
+            undo="set the container's recorded public access level back",
+            arm_actions=(f"{CONTAINERS}/read", f"{CONTAINERS}/write"),
+        ),
+        ActionSpec(
+            kind="storage.regenerate_key",
+            does="regenerates `key1`, then `key2`: every account and service SAS signed with either dies",
+            reversible=False,
+            undo=(
+                "the old key is gone once regenerated; hand the new keys (portal or "
+                "`az storage account keys list`) to legitimate users and reissue their SAS"
+            ),
+            arm_actions=(f"{SA}/read", f"{SA}/regeneratekey/action"),
+        ),
+        ActionSpec(
+            kind="storage.revoke_user_delegation_keys",
+            does="revokes user-delegation keys: the only way to kill user-delegation SAS",
+            reversible=False,
+            undo=(
+                "revoked user-delegation keys stay revoked; clients request new user-delegation keys "
+                "and reissue their SAS"
+            ),
+            arm_actions=(f"{SA}/revokeUserDelegationKeys/action",),
+        ),
+        ActionSpec(
+            kind="identity.disable_service_principal",
+            does=(
+                "service principal `accountEnabled=false` (by object id only); tokens already issued "
+                "stay valid up to 60-90 minutes"
+            ),
+            reversible=True,
+            undo="re-enable the service principal (accountEnabled=true)",
+            graph_permissions=GRAPH_PERMISSIONS,
+        ),
+    )
+}
+ACTION_KINDS = tuple(CATALOGUE)
+REVERSIBLE = {kind: spec.reversible for kind, spec in CATALOGUE.items()}
+
+
+def arm_actions() -> frozenset[str]:
+    """Every Resource Manager action the responder needs: what the custom role must grant, exactly."""
+    return frozenset(GATHER_ARM_ACTIONS).union(*(s.arm_actions for s in CATALOGUE.values()))
+
+
+def check_handlers(kinds: list[str]) -> None:
+    """Exactly one handler per catalogued kind: a missing, extra or doubled one fails at import."""
+    doubled = sorted({k for k in kinds if kinds.count(k) > 1})
+    missing = sorted(set(CATALOGUE) - set(kinds))
+    extra = sorted(set(kinds) - set(CATALOGUE))
+    if doubled or missing or extra:
+        raise RuntimeError(
+            f"action handlers do not match the catalogue: doubled {doubled}, without a handler "
+            f"{missing}, not catalogued {extra}"
+        )
