@@ -77,8 +77,9 @@ class Known(NamedTuple):
 class _Seen:
     """The known state of each target during one run: the facts, then each write's own answer.
 
-    It answers a step's first read unless the step's claim row shows a write by any incident since
-    the facts were read; a retry always reads Azure again.
+    It answers a step's first read unless the step's claim row shows a write by any incident that
+    was not over (released) before the facts were read: a write sent earlier may have landed after
+    the read (its 429s and 503s retried meanwhile). A retry always reads Azure again.
     """
 
     def __init__(self, known: Known | None) -> None:
@@ -90,7 +91,8 @@ class _Seen:
         self, handler: Any, action: Action, claim: dict[str, Any] | None = None
     ) -> dict[str, Any] | None:
         written = str((claim or {}).get("WrittenAt") or "")
-        if claim is not None and (not self.read_at or (written and not is_after(self.read_at, written))):
+        over = str((claim or {}).get("ReleasedAt") or "")
+        if claim is not None and (not self.read_at or (written and not is_after(self.read_at, over))):
             return None
         with self._lock:
             known = self._states.get(action.target.lower())
@@ -451,7 +453,7 @@ class Executor:
         written_at = outcome.acted_at if outcome.status == "contained" else None
         # the outcome row and the claim are different rows: both writes go out at once
         released = self._ledger_pool.submit(
-            self.ledger.release_resource, action, plan.incident, written_at=written_at
+            self.ledger.release_resource, action, plan.incident, written_at=written_at, now=self.clock()
         )
         try:
             self.ledger.finish(plan.incident, outcome, self.clock())

@@ -381,9 +381,13 @@ class Ledger:
         except ResourceNotFoundError:
             return None
 
-    def release_resource(self, action: Action, incident: str, *, written_at: str | None) -> None:
+    def release_resource(
+        self, action: Action, incident: str, *, written_at: str | None, now: str = ""
+    ) -> None:
         """Free the claim; `written_at` (when this incident's write was sent) is kept as the step's last
-        write, which is what "done" means for a step whose result cannot be read back."""
+        write, which is what "done" means for a step whose result cannot be read back. `ReleasedAt`
+        (`now`) is when that write had surely landed: a write sent before another delivery read the
+        resource may land after that read, which then no longer shows the state."""
         from azure.data.tables import UpdateMode
 
         entity: dict[str, Any] = {
@@ -395,6 +399,7 @@ class Ledger:
         }
         if written_at:
             entity["WrittenAt"] = written_at
+            entity["ReleasedAt"] = now or written_at
         self.table.upsert_entity(entity, mode=UpdateMode.MERGE)
 
     # one writer per storage account, across instances ---------------------------------------
