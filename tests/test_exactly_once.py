@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -151,3 +152,25 @@ def test_crash_after_the_write_is_recovered_by_verifying_state(make_harness) -> 
     assert (
         h.sim.state.snapshot()["accounts"]["stsynthexport08"]["properties"]["allowBlobPublicAccess"] is False
     )
+
+
+def test_facts_read_while_another_incidents_write_is_in_flight_do_not_send_it_again(make_harness) -> None:
+    """Incident A sends its PATCH (slow to land); incident B reads the account meanwhile, still public,
+    then waits its turn on the account. When B's turn comes, A's write has landed: B must read again
+    instead of trusting what it read before, and so find the account contained."""
+    h = make_harness()
+    h.sim.set_faults([{"method": "PATCH", "path": "stsynthexport08$", "latency_ms": 1500, "count": 1}])
+    [event] = json.loads((SAMPLES / "events" / "02-account-public-access-enabled.json").read_text())
+    first = {**event, "id": "2c2c2c2c-0000-4000-8000-000000000001"}
+    second = {**event, "id": "2c2c2c2c-0000-4000-8000-000000000002"}
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(deliver, h, first)
+        time.sleep(0.6)  # A's PATCH is on the wire (1.5 s) when B reads the account
+        b = pool.submit(deliver, h, second)
+        assert (a.result(), b.result()) == ("ok", "ok")
+    patches = [
+        r
+        for r in h.sim.requests()
+        if r["method"] == "PATCH" and r["path"].lower().endswith("stsynthexport08")
+    ]
+    assert len(patches) == 1, [r.get("body") for r in patches]
