@@ -219,16 +219,20 @@ class Ledger:
         for row in self.table.query_entities("RowKey eq @rk", parameters={"rk": INCIDENT_ROW}):
             yield self._decode(row)
 
-    # storm folding -------------------------------------------------------------------------
-    def contained_shape(self, key: str) -> dict[str, Any] | None:
-        """The last incident that contained a change of this shape (one point read), or None."""
+    def _row(self, partition: str, row: str) -> dict[str, Any] | None:
+        """One point read: the row as a dict, or None where it does not exist."""
         from azure.core.exceptions import ResourceNotFoundError
 
         self._ensure()
         try:
-            return dict(self.table.get_entity(CONTAINED, key))
+            return dict(self.table.get_entity(partition, row))
         except ResourceNotFoundError:
             return None
+
+    # storm folding -------------------------------------------------------------------------
+    def contained_shape(self, key: str) -> dict[str, Any] | None:
+        """The last incident that contained a change of this shape (one point read), or None."""
+        return self._row(CONTAINED, key)
 
     def remember_contained(self, key: str, plan: Plan, acted_from: str) -> None:
         """Note that `plan` contained the change of this shape, writing from `acted_from` (taken
@@ -373,13 +377,7 @@ class Ledger:
 
     def last_write(self, action: Action) -> dict[str, Any] | None:
         """The step's claim row: which incident last wrote it and when (`WrittenAt`), or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        self._ensure()
-        try:
-            return dict(self.table.get_entity("resource", self._resource_key(action)))
-        except ResourceNotFoundError:
-            return None
+        return self._row("resource", self._resource_key(action))
 
     def release_resource(
         self, action: Action, incident: str, *, written_at: str | None, now: str = ""
@@ -484,13 +482,7 @@ class Ledger:
 
     def own_write(self, correlation_id: str) -> dict[str, Any] | None:
         """The write the responder recorded under this correlation id (one point read), or None."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        self._ensure()
-        try:
-            return dict(self.table.get_entity(WRITES, correlation_id))
-        except ResourceNotFoundError:
-            return None
+        return self._row(WRITES, correlation_id)
 
     # whole documents (evidence rows) -------------------------------------------------------
     def store_document(self, incident: str, name: str, value: Any) -> None:
