@@ -22,7 +22,16 @@ SECURITY_INSIGHTS = (
     "2025-12-01", "2025-09-01", "2025-07-01-preview", "2025-06-01", "2025-04-01-preview", "2024-09-01",
     "2023-11-01",
 )  # fmt: skip
-BY_PROVIDER = {"microsoft.storage": STORAGE, "microsoft.securityinsights": SECURITY_INSIGHTS}
+# the versions of authorization-RoleAssignmentsCalls.json (the only Microsoft.Authorization type simulated)
+ROLE_ASSIGNMENTS = (
+    "2022-04-01", "2020-10-01-preview", "2020-08-01-preview", "2020-04-01-preview", "2020-03-01-preview",
+    "2018-09-01-preview", "2018-01-01-preview", "2017-10-01-preview", "2015-07-01",
+)  # fmt: skip
+BY_PROVIDER = {
+    "microsoft.storage": STORAGE,
+    "microsoft.securityinsights": SECURITY_INSIGHTS,
+    "microsoft.authorization": ROLE_ASSIGNMENTS,
+}
 _PROVIDER = re.compile(r"/providers/(Microsoft\.[A-Za-z]+)/(\w+)", re.IGNORECASE)
 
 

@@ -8,7 +8,7 @@ import re
 import threading
 from typing import Any
 
-from rehearsal.simulator import apiversions, graph, loganalytics, sentinel, storage
+from rehearsal.simulator import apiversions, authorization, graph, loganalytics, sentinel, storage
 from rehearsal.simulator.auth import TokenStore, authenticate, issue_msi_token
 from rehearsal.simulator.events import EventLog
 from rehearsal.simulator.faults import Fault, FaultPlan
@@ -64,6 +64,7 @@ class Dispatcher:
         self._routes: list[Route] = [
             route("GET", r"/msi/token", self._msi, MSI),
             *storage.ROUTES,
+            *authorization.ROUTES,
             *sentinel.ROUTES,
             *graph.ROUTES,
             *loganalytics.ROUTES,

@@ -72,6 +72,11 @@ class TenantState:
         self.service_principals: dict[str, dict[str, Any]] = {
             sp["id"].lower(): copy.deepcopy(sp) for sp in tenant.get("servicePrincipals", [])
         }
+        # role assignments by lower-case name (a GUID, unique across every scope)
+        self.role_assignments: dict[str, dict[str, Any]] = {}
+        for seed in tenant.get("roleAssignments", []):
+            assignment = self._seed_role_assignment(seed)
+            self.role_assignments[assignment["name"]] = assignment
         logs = tenant.get("logAnalytics") or {}
         self.workspace_id: str = logs.get("workspaceId", ZERO_GUID)
         self.log_tables: dict[str, list[dict[str, Any]]] = copy.deepcopy(logs.get("tables") or {})
@@ -124,6 +129,25 @@ class TenantState:
         properties.setdefault("metadata", {})
         properties.setdefault("lastModifiedTime", DEFAULT_CREATION_TIME)
         return {"name": seed["name"], "etag": seed.get("etag") or new_etag(), "properties": properties}
+
+    @staticmethod
+    def _seed_role_assignment(seed: dict[str, Any]) -> dict[str, Any]:
+        """A flat seed (name, scope, roleDefinitionId, principalId, ...) or an ARM body (id, properties)."""
+        properties = copy.deepcopy(seed_properties(seed, frozenset({"id", "name", "type", "properties"})))
+        name = str(seed.get("name") or str(seed.get("id", "")).rsplit("/", 1)[-1]).lower()
+        rid = str(seed.get("id", ""))
+        scope = properties.get("scope") or rid[: rid.lower().rfind("/providers/microsoft.authorization/")]
+        if not name or not scope or "roleDefinitionId" not in properties or "principalId" not in properties:
+            raise ValueError(
+                f"a role assignment seed needs a name, scope, roleDefinitionId and principalId: {seed!r}"
+            )
+        properties["scope"] = "/" + str(scope).strip("/")
+        properties.setdefault("principalType", "ServicePrincipal")
+        properties.setdefault("createdOn", DEFAULT_CREATION_TIME)
+        properties.setdefault("updatedOn", properties["createdOn"])
+        properties.setdefault("createdBy", ZERO_GUID)  # the object id of whoever created it
+        properties.setdefault("updatedBy", properties["createdBy"])
+        return {"name": name, "properties": properties}
 
     def _seed_incident(self, seed: dict[str, Any]) -> dict[str, Any]:
         properties = copy.deepcopy(seed.get("properties") or {})
@@ -202,6 +226,14 @@ class TenantState:
             (sp for sp in self.service_principals.values() if str(sp.get("appId", "")).lower() == key), None
         )
 
+    def role_assignment_list(self) -> list[dict[str, Any]]:
+        """Every role assignment as Azure shows it, by scope then name (for tests)."""
+        from rehearsal.simulator.authorization import assignment_view
+
+        with self.lock:
+            views = [assignment_view(r) for r in self.role_assignments.values()]
+        return sorted(views, key=lambda a: (a["properties"]["scope"].lower(), a["name"]))
+
     def incident(self, name: str) -> dict[str, Any]:
         with self.lock:
             return copy.deepcopy(self.incidents[name.lower()])
@@ -227,6 +259,7 @@ class TenantState:
                 "accounts": {a["name"]: a for a in accounts.values()},
                 "servicePrincipals": copy.deepcopy(self.service_principals),
                 "incidents": {i["name"]: i for i in copy.deepcopy(self.incidents).values()},
+                "roleAssignments": copy.deepcopy(self.role_assignments),
             }
 
     # --- persistence (the local stack keeps the tenant across commands) --------------------------
@@ -239,17 +272,21 @@ class TenantState:
             return saved
 
     def restore(self, saved: dict[str, Any]) -> None:
-        """Take back the accounts, service principals, incidents and issued keys `persisted` returned;
+        """Take back the accounts, service principals, incidents, role assignments and issued keys
+        `persisted` returned;
         the rest (identity, workspaces, log tables) comes from the tenant file as seeded."""
         try:
             accounts = {str(a["name"]).lower(): a for a in saved["accounts"].values()}
             principals = {str(k).lower(): v for k, v in saved["servicePrincipals"].items()}
             incidents = {str(i["name"]).lower(): i for i in saved["incidents"].values()}
             issued = {str(k) for k in saved.get("issuedKeys", [])}
+            assignments = {str(k).lower(): v for k, v in (saved.get("roleAssignments") or {}).items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a saved tenant state: {exc}") from exc
         with self.lock:
             self.accounts, self.service_principals, self.incidents = accounts, principals, incidents
+            if "roleAssignments" in saved:
+                self.role_assignments = assignments
             self._issued_keys |= issued
             for account in accounts.values():
                 self._issued_keys |= {k["value"] for k in account.get("keys", {}).values()}
