@@ -207,6 +207,10 @@ module functionApp 'modules/function-app.bicep' = {
       RESPONDER_LOG_ANALYTICS_WORKSPACE_ID: evidenceWs.properties.customerId
       AZURE_CLIENT_ID: identity.outputs.clientId
       RESPONDER_PLAYBOOK_CALLERS: playbookCallers
+      // the container the Event Grid subscriptions dead-letter to; the identity reads it with the
+      // Storage Blob Data Owner role it holds on this account for the Functions host
+      RESPONDER_DEADLETTER_ENDPOINT: appStorage.outputs.blobEndpoint
+      RESPONDER_DEADLETTER_CONTAINER: deadLetterContainerName
       AZURE_TOKEN_CREDENTIALS: 'ManagedIdentityCredential'
     }
   }

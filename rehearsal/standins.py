@@ -1,4 +1,4 @@
-"""Start the local stand-ins (Azurite for Table Storage, the simulated tenant) and the environment
+"""Start the local stand-ins (Azurite for Table and Blob Storage, the simulated tenant) and the environment
 that points the real SDK clients at them. Used by replay, the demo and the tests."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,24 +34,31 @@ def free_port() -> int:
 
 
 def azurite_binary() -> Path:
-    path = ROOT / "node_modules" / ".bin" / "azurite-table"
+    path = ROOT / "node_modules" / ".bin" / "azurite"
     if not path.exists():
         raise StandInError(f"{path} is missing: run `make setup` (npm ci) first")
     return path
 
 
+# the Event Grid dead-letter container the local stack and the tests use (infra/ names the same)
+DEADLETTER_CONTAINER = "eventgrid-deadletter"
+
+
 @dataclass
 class Azurite:
-    """Azurite's table service on a free loopback port, without telemetry: in memory, or keeping its
-    tables on disk in `location` when one is given."""
+    """Azurite's table service (the ledger) and blob service (Event Grid dead letters) on free loopback
+    ports, without telemetry: in memory, or keeping their data on disk in `location` when one is given.
+    Its queue service takes a free port too (one process serves all three)."""
 
     port: int = 0
+    blob_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     workdir: str = ""
     location: Path | None = None
 
     def start(self, timeout: float = 30.0) -> Azurite:
         self.port = self.port or free_port()
+        self.blob_port = self.blob_port or free_port()
         if self.location is None:
             self.workdir = tempfile.mkdtemp(prefix="azurite-")
             persistence = ["--inMemoryPersistence"]
@@ -66,9 +73,20 @@ class Azurite:
                 "127.0.0.1",
                 "--tablePort",
                 str(self.port),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(self.blob_port),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(free_port()),
                 *persistence,
                 "--disableTelemetry",
                 "--silent",
+                # azure-storage-blob sends an API version newer than Azurite 3.35 knows (the last
+                # Azurite that runs on Node 20); the stand-in serves the subset the reader uses
+                "--skipApiVersionCheck",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -81,8 +99,10 @@ class Azurite:
                 err = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace")
                 raise StandInError(f"Azurite exited: {err[:500]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                for port in (self.port, self.blob_port):
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                        pass
+                return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
@@ -94,6 +114,24 @@ class Azurite:
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
             f"TableEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
         )
+
+    @property
+    def blob_connection_string(self) -> str:
+        """Azurite's blob service with its well-known development key: over plain http on loopback, where
+        azure-core refuses a bearer token, as the ledger's table connection does."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.blob_port}/{AZURITE_ACCOUNT};"
+        )
+
+    def create_container(self, name: str) -> None:
+        """Make a blob container (e.g. the dead-letter one) if it is not there yet."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import ContainerClient
+
+        client = ContainerClient.from_connection_string(self.blob_connection_string, name)
+        with client as container, suppress(ResourceExistsError):
+            container.create_container()
 
     def stop(self) -> None:
         """Azurite saves its tables and closes on SIGINT only (SIGTERM would lose the last seconds)."""
@@ -187,9 +225,17 @@ def start_standins(
     except Exception:
         simulator.stop()
         raise
+    try:
+        azurite.create_container(DEADLETTER_CONTAINER)
+    except Exception:
+        simulator.stop()
+        azurite.stop()
+        raise
     identity = tenant.get("responderIdentity", {})
     sentinel = tenant.get("sentinel", {})
     extra = {
+        "RESPONDER_DEADLETTER_CONNECTION_STRING": azurite.blob_connection_string,
+        "RESPONDER_DEADLETTER_CONTAINER": DEADLETTER_CONTAINER,
         "RESPONDER_IDENTITY_OBJECT_ID": identity.get("principalId", ""),
         "RESPONDER_LOG_ANALYTICS_WORKSPACE_ID": tenant.get("logAnalytics", {}).get("workspaceId", ""),
     }

@@ -3,6 +3,7 @@
 python -m responders replay PATH... [--execute] [--format json] [--target URL]
 python -m responders simulator --tenant samples/tenant.json
 python -m responders ledger [INCIDENT]
+python -m responders deadletters [--execute]
 """
 
 from __future__ import annotations
@@ -608,6 +609,18 @@ def cmd_evidence(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_deadletters(args: argparse.Namespace, out: TextIO) -> int:
+    from responders.deadletters import replay_dead_letters
+
+    with _runtime() as rt:
+        report = replay_dead_letters(rt, execute=args.execute)
+    _print_json(report.as_dict(), out)
+    if report.error:
+        sys.stderr.write(f"error: {report.error}\n")
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m responders", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -655,6 +668,11 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.add_argument("incident")
     evidence.add_argument("--format", choices=("md", "json"), default="md")
     evidence.set_defaults(func=cmd_evidence)
+    deadletters = sub.add_parser(
+        "deadletters", help="replay the Event Grid dead-letter blobs the ledger has not handled yet"
+    )
+    deadletters.add_argument("--execute", action="store_true", help="act (default: dry-run)")
+    deadletters.set_defaults(func=cmd_deadletters)
     stack = sub.add_parser("stack", help="the local stand-ins over the data in .run/ (make up/down/reset)")
     stack.add_argument("action", choices=("up", "down", "reset", "status", "serve"))
     stack.add_argument("--tenant", default=str(ROOT / "samples" / "tenant.json"), help="tenant seed")

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient
     from azure.mgmt.storage import StorageManagementClient
     from azure.monitor.query import LogsQueryClient
+    from azure.storage.blob import ContainerClient
     from msgraph import GraphServiceClient
 
 T = TypeVar("T")
@@ -72,6 +73,7 @@ class Clients:
         self._graph: GraphServiceClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arm: Any = None
+        self._deadletters: ContainerClient | None = None
 
     @property
     def credential(self) -> TokenCredential:
@@ -137,6 +139,30 @@ class Clients:
                         self.settings.ledger_endpoint, self.settings.ledger_table, credential=self.credential
                     )
             return self._table
+
+    def deadletters(self) -> ContainerClient | None:
+        """The Event Grid dead-letter container, read with the identity (Azure) or, like the ledger,
+        with a connection string (Azurite, over http on loopback); None when neither is configured."""
+        with self._lock:
+            if self._deadletters is None:
+                from azure.storage.blob import ContainerClient
+
+                name = self.settings.deadletter_container
+                conn = self.settings.deadletter_connection_string
+                from azure.storage.blob import ExponentialRetry
+
+                # three retries a second or two apart (the SDK's default waits 15 s and more, ten times)
+                retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
+                if conn:
+                    self._deadletters = ContainerClient.from_connection_string(conn, name, retry_policy=retry)
+                elif self.settings.deadletter_endpoint:
+                    self._deadletters = ContainerClient(
+                        self.settings.deadletter_endpoint,
+                        name,
+                        credential=self.credential,
+                        retry_policy=retry,
+                    )
+            return self._deadletters
 
     def logs(self) -> LogsQueryClient:
         with self._lock:
@@ -224,6 +250,9 @@ class Clients:
             if self._logs is not None:
                 self._logs.close()
                 self._logs = None
+            if self._deadletters is not None:
+                self._deadletters.close()
+                self._deadletters = None
             if self._arm is not None:
                 self._arm.close()
                 self._arm = None

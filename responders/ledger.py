@@ -22,6 +22,7 @@ INCIDENT_ROW = "incident"
 CONTAINED = "contained"  # partition: shape key -> the incident that last contained that change
 WRITES = "write"  # partition: correlation id -> a write the responder made (resource, operation)
 ACCOUNT_WRITES = "account-write"  # partition: one write lease per storage account
+DEAD_LETTERS = "deadletter"  # partition: sha256 of a dead-letter blob's name -> what became of it
 TERMINAL = ("contained", "already-contained", "failed", "skipped", "restored")
 LEASE_SECONDS = 120
 # A string property holds 64 KiB (32K UTF-16 code units); the JSON we write is ASCII (json.dumps
@@ -500,6 +501,29 @@ class Ledger:
         except ResourceNotFoundError:
             return None
         return self._decode(row).get("Document")
+
+    # Event Grid dead-letter blobs ---------------------------------------------------------
+    def dead_letters(self) -> dict[str, dict[str, Any]]:
+        """Every dead-letter blob handled so far, by blob name (one query of their partition)."""
+        self._ensure()
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": DEAD_LETTERS})
+        return {str(r.get("Blob", "")): dict(r) for r in rows}
+
+    def record_dead_letter(self, blob: str, etag: str, status: str, now: str, **fields: Any) -> None:
+        """What became of one dead-letter blob (its ETag too: a blob written again is read again)."""
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        entity: dict[str, Any] = {
+            "PartitionKey": DEAD_LETTERS,
+            "RowKey": hashlib.sha256(blob.encode()).hexdigest()[:32],
+            "Blob": blob[:1024],
+            "ETag": etag,
+            "Status": status,
+            "HandledAt": now,
+        }
+        entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     # rejected input ------------------------------------------------------------------------
     def reject(self, body: bytes, reason: str, source: str, now: str) -> str:

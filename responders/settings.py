@@ -16,6 +16,7 @@ from responders.core.model import BadInput
 from responders.core.policy import Policy
 
 _GUID = re.compile(GUID)
+_CONTAINER = re.compile(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*")
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policy.yaml"
 
 
@@ -74,6 +75,10 @@ class Settings:
     logs_endpoint: str = "https://api.loganalytics.io/v1"
     ledger_endpoint: str = ""
     ledger_table: str = "ResponderLedger"
+    # the Event Grid dead-letter container: blob service URL + container name (Azure, with the identity),
+    # or RESPONDER_DEADLETTER_CONNECTION_STRING + container name (Azurite); neither: not read
+    deadletter_endpoint: str = ""
+    deadletter_container: str = ""
     identity_object_id: str = ""
     sentinel_workspace_id: str = ""
     log_analytics_workspace_id: str = ""
@@ -95,6 +100,11 @@ class Settings:
     def ledger_connection_string(self) -> str:
         """Read on use, never stored on the object, so it cannot leak through repr or logs."""
         return os.environ.get("RESPONDER_LEDGER_CONNECTION_STRING", "")
+
+    @property
+    def deadletter_connection_string(self) -> str:
+        """Read on use like the ledger's, so it never sits on the object."""
+        return os.environ.get("RESPONDER_DEADLETTER_CONNECTION_STRING", "")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -118,6 +128,8 @@ class Settings:
             logs_endpoint=env.get("RESPONDER_LOGS_ENDPOINT", cls.logs_endpoint).rstrip("/"),
             ledger_endpoint=env.get("RESPONDER_LEDGER_ENDPOINT", ""),
             ledger_table=env.get("RESPONDER_LEDGER_TABLE", cls.ledger_table),
+            deadletter_endpoint=env.get("RESPONDER_DEADLETTER_ENDPOINT", "").rstrip("/"),
+            deadletter_container=env.get("RESPONDER_DEADLETTER_CONTAINER", ""),
             identity_object_id=identity.lower(),
             sentinel_workspace_id=env.get("RESPONDER_SENTINEL_WORKSPACE_ID", ""),
             log_analytics_workspace_id=env.get("RESPONDER_LOG_ANALYTICS_WORKSPACE_ID", ""),
@@ -144,6 +156,20 @@ class Settings:
         if self.local and self.ledger_endpoint and not is_loopback_url(self.ledger_endpoint):
             raise ConfigError(
                 "RESPONDER_LEDGER_ENDPOINT must be a loopback address when RESPONDER_LOCAL is set"
+            )
+        if self.deadletter_endpoint:
+            if urlparse(self.deadletter_endpoint).scheme != "https":
+                raise ConfigError("RESPONDER_DEADLETTER_ENDPOINT must be an https URL (the identity's token)")
+            if self.local and not is_loopback_url(self.deadletter_endpoint):
+                raise ConfigError(
+                    "RESPONDER_DEADLETTER_ENDPOINT must be a loopback address when RESPONDER_LOCAL is set"
+                )
+        if (self.deadletter_endpoint or self.deadletter_connection_string) and not _CONTAINER.fullmatch(
+            self.deadletter_container
+        ):
+            raise ConfigError(
+                "RESPONDER_DEADLETTER_CONTAINER must name the dead-letter container (3-63 lower-case "
+                "letters, digits and single hyphens)"
             )
         if self.local:
             identity = os.environ.get("IDENTITY_ENDPOINT", "")

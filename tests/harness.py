@@ -134,9 +134,13 @@ def make_harness(
         env: dict[str, str] | None = None,
     ) -> Harness:
         sim = Simulator(tenant or TENANT, cert_dir=tmp_path / f"certs{len(made)}").start()
+        deadletters = "dl-" + uuid.uuid4().hex[:20]
+        azurite.create_container(deadletters)
         extra = {
             "RESPONDER_IDENTITY_OBJECT_ID": RESPONDER_OID,
             "RESPONDER_LEDGER_TABLE": "t" + uuid.uuid4().hex[:20],
+            "RESPONDER_DEADLETTER_CONNECTION_STRING": azurite.blob_connection_string,
+            "RESPONDER_DEADLETTER_CONTAINER": deadletters,
             "RESPONDER_DRY_RUN": "true" if dry_run else "false",
             "RESPONDER_LOG_ANALYTICS_WORKSPACE_ID": TENANT["logAnalytics"]["workspaceId"],
             "RESPONDER_SENTINEL_WORKSPACE_ID": (

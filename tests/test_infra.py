@@ -413,6 +413,8 @@ def test_app_settings_are_the_ones_the_code_reads() -> None:
         "RESPONDER_SENTINEL_WORKSPACE_ID",
         "RESPONDER_LOG_ANALYTICS_WORKSPACE_ID",
         "RESPONDER_PLAYBOOK_CALLERS",
+        "RESPONDER_DEADLETTER_ENDPOINT",
+        "RESPONDER_DEADLETTER_CONTAINER",
         "AZURE_CLIENT_ID",
         "AZURE_TOKEN_CREDENTIALS",
     }
@@ -648,3 +650,27 @@ def test_postprovision_hook_retries_then_fails(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert log.read_text().count("deployment sub create") == 3
     assert "failed 3 times" in done.stderr
+
+
+def test_the_app_reads_the_container_event_grid_dead_letters_to_with_a_role_that_reaches_it() -> None:
+    main = strip_comments((INFRA / "main.bicep").read_text())
+    settings = balanced(main, main.index("{", main.index("responderSettings:")))
+    assert re.search(r"RESPONDER_DEADLETTER_CONTAINER\s*:\s*deadLetterContainerName\b", settings)
+    assert re.search(r"RESPONDER_DEADLETTER_ENDPOINT\s*:\s*appStorage\.outputs\.blobEndpoint\b", settings)
+    grid = balanced(main, main.index("{", main.index("module eventGrid")))
+    assert re.search(r"deadLetterContainerName\s*:\s*deadLetterContainerName\b", grid)
+    assert re.search(r"deadLetterStorageAccountName\s*:\s*appStorage\.outputs\.name\b", grid)
+    for path in (
+        INFRA / "modules" / "eventgrid.bicep",
+        INFRA / "modules" / "eventgrid-blob-subscription.bicep",
+    ):
+        assert re.search(
+            r"blobContainerName\s*:\s*deadLetterContainerName\b", strip_comments(path.read_text())
+        )
+    # the responder identity holds a blob data role on that account (it reads, and never deletes, blobs)
+    storage = balanced(main, main.index("{", main.index("module appStorage")))
+    assert re.search(r"appPrincipalId\s*:\s*identity\.outputs\.principalId\b", storage)
+    app_storage = strip_comments((INFRA / "modules" / "app-storage.bicep").read_text())
+    grant = balanced(app_storage, app_storage.index("{", app_storage.index("resource appBlobOwner")))
+    assert re.search(r"principalId\s*:\s*appPrincipalId\b", grant)
+    assert "storageBlobDataOwner" in grant

@@ -241,3 +241,31 @@ def test_topic_batches_stay_within_one_megabyte() -> None:
     assert [e for b in batches for e in b] == events
     assert all(len(json.dumps(b)) <= TOPIC_BATCH_BYTES for b in batches)
     assert len(batches) == 3
+
+
+def test_the_stack_keeps_dead_letters_and_what_became_of_them_across_down_and_up(tmp_path: Path) -> None:
+    from azure.storage.blob import ContainerClient
+
+    from rehearsal.standins import read_env_file
+
+    run_dir = tmp_path / "run"
+    [event] = json.loads((SAMPLES / "events" / "01-container-made-public.json").read_text(encoding="utf-8"))
+    record = {**event, "deadLetterReason": "MaxDeliveryAttemptsExceeded", "deliveryAttempts": 30}
+    try:
+        assert run_cli(run_dir, "stack", "up").returncode == 0
+        env = read_env_file(run_dir / "local.env")
+        with ContainerClient.from_connection_string(
+            env["RESPONDER_DEADLETTER_CONNECTION_STRING"], env["RESPONDER_DEADLETTER_CONTAINER"]
+        ) as container:
+            container.upload_blob("RISKY-STORAGE-CHANGES/2026/11/25/7/0b7c.json", json.dumps([record]))
+        first = run_cli(run_dir, "deadletters", "--execute")
+        assert first.returncode == 0, first.stderr
+        assert [b["status"] for b in json.loads(first.stdout)["blobs"]] == ["replayed"]
+        assert run_cli(run_dir, "stack", "down").returncode == 0
+        assert run_cli(run_dir, "stack", "up").returncode == 0
+        again = run_cli(run_dir, "deadletters", "--execute")
+        assert again.returncode == 0, again.stderr
+        assert (json.loads(again.stdout)["listed"], json.loads(again.stdout)["skipped"]) == (1, 1)
+    finally:
+        run_cli(run_dir, "stack", "down")
+    assert processes_using(run_dir) == []
