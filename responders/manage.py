@@ -21,6 +21,8 @@ RESTORE_ORDER = {
     "identity.disable_service_principal": 0,
     "storage.disable_public_access": 1,
     "storage.make_container_private": 2,
+    "storage.restrict_network": 3,
+    "storage.disable_shared_key": 4,
 }
 
 

@@ -28,7 +28,7 @@ from responders.core.parse import decode_json, parse_item
 from responders.core.plan import Template, access_kinds, shape
 from responders.core.plan import plan as make_plan
 from responders.core.policy import Policy
-from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
+from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, network_acls, seed_properties
 
 # Seed keys that describe the resource itself; every other top-level key of a seeded account or
 # container is an ARM property (the simulator reads the snapshot the same way).
@@ -112,10 +112,15 @@ def _account_facts(account_id: str, seed: Mapping[str, Any]) -> AccountFacts:
             )
         )
     allow = props.get("allowBlobPublicAccess")
+    shared = props.get("allowSharedKeyAccess")
+    acls, access = props.get("networkAcls"), props.get("publicNetworkAccess")
     return AccountFacts(
         id=account_id,
         tags=dict(seed.get("tags") or {}),
         allow_blob_public_access=None if allow is None else bool(allow),
+        allow_shared_key_access=None if shared is None else bool(shared),
+        public_network_access=None if access is None else str(access),
+        network_acls=network_acls(acls if isinstance(acls, Mapping) else None),
         key_creation_time=(
             dict.fromkeys(("key1", "key2"))
             if "keyCreationTime" in seed and seed["keyCreationTime"] is None

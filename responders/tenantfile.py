@@ -6,6 +6,7 @@ top-level key is an ARM property (allowBlobPublicAccess, publicAccess, metadata,
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,3 +33,20 @@ def seed_properties(seed: Mapping[str, Any], fields: frozenset[str]) -> dict[str
     properties = {k: v for k, v in seed.items() if k not in fields}
     properties.update(seed.get("properties") or {})
     return properties
+
+
+# What Resource Manager shows of an account's network rules when none were set: allow by default, every
+# list empty, bypass AzureServices (StorageAccountUpdate.json's answer and azure-cli's recorded create,
+# tests/data/azure). A PATCH of networkAcls replaces the object; what it leaves out falls back to these.
+DEFAULT_NETWORK_ACLS: Mapping[str, Any] = {
+    "bypass": "AzureServices",
+    "defaultAction": "Allow",
+    "ipRules": [],
+    "virtualNetworkRules": [],
+    "resourceAccessRules": [],
+}
+
+
+def network_acls(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The networkAcls an account shows: what was stored (seeded or written) over the defaults."""
+    return copy.deepcopy({**DEFAULT_NETWORK_ACLS, **(stored or {})})

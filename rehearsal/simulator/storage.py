@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from rehearsal.simulator.routing import ARM, Call, Context, Reply, Route, error, route
 from rehearsal.simulator.state import new_etag
+from responders.tenantfile import network_acls
 
 ACCOUNT = (
     r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
@@ -37,6 +38,12 @@ BOOLEAN = {
     "defaultToOAuthAuthentication",
 }
 PUBLIC_ACCESS = {"none": "None", "container": "Container", "blob": "Blob"}
+PUBLIC_NETWORK_ACCESS = {v.lower(): v for v in ("Enabled", "Disabled", "SecuredByPerimeter")}
+DEFAULT_ACTIONS = {"allow": "Allow", "deny": "Deny"}
+BYPASS = {v.lower(): v for v in ("None", "Logging", "Metrics", "AzureServices")}
+RULE_STATES = {
+    v.lower(): v for v in ("Provisioning", "Deprovisioning", "Succeeded", "Failed", "NetworkSourceDeleted")
+}
 SERVICES = ("blob", "queue", "table", "file", "web", "dfs")
 PAIRED = {
     "westeurope": "northeurope",
@@ -109,16 +116,10 @@ def account_view(account: dict[str, Any], expand: str = "", now: str = "") -> di
             },
             "keySource": "Microsoft.Storage",
         },
-        "networkAcls": {
-            "bypass": "AzureServices",
-            "defaultAction": "Allow",
-            "ipRules": [],
-            "virtualNetworkRules": [],
-            "resourceAccessRules": [],
-        },
         "accessTier": "Hot",
     }
     properties = _merge(properties, account["properties"])
+    properties["networkAcls"] = network_acls(account["properties"].get("networkAcls"))
     # an account older than the property reports null per key (storage-account-keys-manage.md)
     properties["keyCreationTime"] = {k: v["creationTime"] for k, v in account["keys"].items()}
     routing = properties.get("routingPreference") or {}
@@ -155,6 +156,59 @@ def get_account(ctx: Context, call: Call) -> Reply:
         return Reply(200, account_view(found, call.query.get("$expand", ""), ctx.state.now()))
 
 
+def _allow_rules(raw: Any, key: str) -> list[dict[str, Any]] | None:
+    """IP or virtual-network rules as stored: each with its key and action Allow (the only action);
+    a virtual-network rule's state is the server's (Succeeded), whatever the request said."""
+    if not isinstance(raw, list):
+        return None
+    out = []
+    for rule in raw:
+        if not isinstance(rule, dict) or not isinstance(rule.get(key), str) or not rule[key]:
+            return None
+        if str(rule.get("action") or "Allow").lower() != "allow":
+            return None
+        item = {key: rule[key], "action": "Allow"}
+        if key == "id":
+            state = rule.get("state")
+            if state is not None and str(state).lower() not in RULE_STATES:
+                return None
+            item["state"] = "Succeeded"
+        out.append(item)
+    return out
+
+
+def network_rule_set(raw: Any) -> dict[str, Any] | None:
+    """The networkAcls a PATCH stores, or None when it is invalid. The object is replaced whole: what
+    it leaves out falls back to the defaults (bypass AzureServices, no rules), as azure-cli's recorded
+    network-rule add/remove and StorageAccountUpdate.json show."""
+    if not isinstance(raw, dict) or str(raw.get("defaultAction", "")).lower() not in DEFAULT_ACTIONS:
+        return None
+    bypass = raw.get("bypass", "AzureServices")
+    parts = [p.strip() for p in bypass.split(",")] if isinstance(bypass, str) else None
+    if not parts or any(p.lower() not in BYPASS for p in parts):
+        return None
+    stored: dict[str, Any] = {
+        "bypass": ", ".join(BYPASS[p.lower()] for p in parts),
+        "defaultAction": DEFAULT_ACTIONS[str(raw["defaultAction"]).lower()],
+    }
+    for name, key in (("ipRules", "value"), ("ipv6Rules", "value"), ("virtualNetworkRules", "id")):
+        if name in raw or name != "ipv6Rules":
+            rules = _allow_rules(raw.get(name, []), key)
+            if rules is None:
+                return None
+            stored[name] = rules
+    access = raw.get("resourceAccessRules", [])
+    if not isinstance(access, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("tenantId"), str) and isinstance(r.get("resourceId"), str)
+        for r in access
+    ):
+        return None
+    stored["resourceAccessRules"] = [
+        {"tenantId": r["tenantId"], "resourceId": r["resourceId"]} for r in access
+    ]
+    return stored
+
+
 def patch_account(ctx: Context, call: Call) -> Reply:
     body = call.body if call.body is not None else {}
     properties = body.get("properties", {}) if isinstance(body, dict) else None
@@ -164,6 +218,22 @@ def patch_account(ctx: Context, call: Call) -> Reply:
     for name in BOOLEAN & properties.keys():
         if not isinstance(properties[name], bool):
             return error(ARM, 400, "InvalidRequestContent", f"{name} must be a boolean.")
+    properties = dict(properties)
+    if "networkAcls" in properties:
+        rules = network_rule_set(properties["networkAcls"])
+        if rules is None:
+            return error(ARM, 400, "InvalidRequestContent", "networkAcls is invalid.")
+        properties["networkAcls"] = rules
+    if "publicNetworkAccess" in properties:
+        access = properties["publicNetworkAccess"]
+        if not isinstance(access, str) or access.lower() not in PUBLIC_NETWORK_ACCESS:
+            return error(
+                ARM,
+                400,
+                "InvalidValuesForRequestParameters",
+                "Values for request parameters are invalid: publicNetworkAccess.",
+            )
+        properties["publicNetworkAccess"] = PUBLIC_NETWORK_ACCESS[access.lower()]
     with ctx.state.lock:
         account = _find(ctx, call)
         if isinstance(account, Reply):

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from responders.actions.identity import DisableServicePrincipal, principal_state
 from responders.actions.storage import (
     DisablePublicAccess,
+    DisableSharedKey,
     MakeContainerPrivate,
     RegenerateKey,
+    RestrictNetwork,
     RevokeUserDelegationKeys,
-    account_state,
+    known_account,
 )
 from responders.core.catalogue import check_handlers
 
@@ -47,7 +49,7 @@ class Handler(Protocol):
 def known_state(facts: Facts) -> dict[str, dict[str, Any]]:
     """What gathering the facts read of each target, by lower-case id: it answers each step's first
     read, so containment does not ask Azure again for what it read a moment before planning."""
-    known = {a.lower(): account_state(f) for a, f in facts.accounts.items() if f.found}
+    known = {a.lower(): known_account(f) for a, f in facts.accounts.items() if f.found}
     known.update({p.lower(): principal_state(f) for p, f in facts.principals.items()})
     return known
 
@@ -64,4 +66,6 @@ HANDLERS: dict[str, Handler] = register(
     RegenerateKey(),
     RevokeUserDelegationKeys(),
     DisableServicePrincipal(),
+    RestrictNetwork(),
+    DisableSharedKey(),
 )

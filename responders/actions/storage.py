@@ -6,12 +6,14 @@ returned, logged or recorded. Verification reads `keyCreationTime` instead.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from responders.core.arm import StorageRef, is_container_name, parse_storage_id
 from responders.core.model import AccountFacts, Action, Applied, ContainerFacts, Write
+from responders.core.network import TrustedNetwork, is_restricted, restricted_acls
 from responders.core.parse import guid
 from responders.core.timeutil import is_after
 
@@ -111,6 +113,7 @@ def read_account(
         for item in listed
     )
     allow = props.get("allowBlobPublicAccess")
+    shared = props.get("allowSharedKeyAccess")
     return AccountFacts(
         id=account_id,
         tags=tags,
@@ -118,7 +121,21 @@ def read_account(
         key_creation_time=key_times(props.get("keyCreationTime")),
         containers=facts,
         metadata_unread=unread,
+        allow_shared_key_access=None if shared is None else bool(shared),
+        public_network_access=_public_network_access(props),
+        network_acls=_network_acls(props),
     )
+
+
+def _network_acls(props: Mapping[str, Any]) -> dict[str, Any]:
+    """`networkAcls` as answered (a copy); anything but an object counts as none."""
+    raw = props.get("networkAcls")
+    return json.loads(json.dumps(raw)) if isinstance(raw, Mapping) else {}
+
+
+def _public_network_access(props: Mapping[str, Any]) -> str | None:
+    raw = props.get("publicNetworkAccess")
+    return None if raw is None else str(raw)
 
 
 def key_times(raw: Any) -> dict[str, str | None]:
@@ -127,13 +144,20 @@ def key_times(raw: Any) -> dict[str, str | None]:
 
 
 def _answered_account(account: dict[str, Any]) -> dict[str, Any]:
-    """The known state an account PATCH answers with (the whole account)."""
+    """The known state an account PATCH answers with (the whole account), keyed as `known_account`."""
     props = account.get("properties") or {}
     allow = props.get("allowBlobPublicAccess")
+    shared = props.get("allowSharedKeyAccess")
     return {
         "allowBlobPublicAccess": None if allow is None else bool(allow),
         "keyCreationTime": key_times(props.get("keyCreationTime")),
+        "allowSharedKeyAccess": None if shared is None else bool(shared),
+        "network": _network_state(_network_acls(props), _public_network_access(props)),
     }
+
+
+def _network_state(acls: Mapping[str, Any], public_network_access: str | None) -> dict[str, Any]:
+    return {"networkAcls": dict(acls), "publicNetworkAccess": public_network_access}
 
 
 def _container_metadata(
@@ -157,7 +181,18 @@ def account_state(facts: AccountFacts) -> dict[str, Any]:
         "allowBlobPublicAccess": facts.allow_blob_public_access,
         "containers": {c.name: c.public_access for c in facts.containers},
         "keyCreationTime": dict(facts.key_creation_time),
+        "allowSharedKeyAccess": facts.allow_shared_key_access,
+        "networkAcls": dict(facts.network_acls),
+        "publicNetworkAccess": facts.public_network_access,
     }
+
+
+def known_account(facts: AccountFacts) -> dict[str, Any]:
+    """What the facts show of the account, for the steps' first reads. The network state is one value
+    under "network": a write's answer replaces it whole (networkAcls is replaced whole, never merged)."""
+    state = account_state(facts)
+    state["network"] = _network_state(state.pop("networkAcls"), state.pop("publicNetworkAccess"))
+    return state
 
 
 class DisablePublicAccess:
@@ -327,3 +362,94 @@ class RevokeUserDelegationKeys:
             ref.resource_group, ref.account, raw_response_hook=seen
         )
         return seen.writes(ref.account_id, "revokeuserdelegationkeys/action")
+
+
+def _account_properties(clients: Clients, ref: StorageRef) -> dict[str, Any]:
+    account = _client(clients, ref).storage_accounts.get_properties(ref.resource_group, ref.account)
+    return dict(account.as_dict().get("properties") or {})
+
+
+class DisableSharedKey:
+    """Account allowSharedKeyAccess=false: every key and every account and service SAS is refused at once,
+    and, unlike rotating the keys, it can be undone. Absent means allowed, so it is written explicitly."""
+
+    kind = "storage.disable_shared_key"
+    account_write = True  # Azure runs one such write per account at a time
+    observable = True
+
+    def read(self, clients: Clients, action: Action) -> dict[str, Any]:
+        shared = _account_properties(clients, _ref(action.target)).get("allowSharedKeyAccess")
+        return {"allowSharedKeyAccess": None if shared is None else bool(shared)}
+
+    def state_from(self, known: dict[str, Any], action: Action) -> dict[str, Any] | None:
+        if "allowSharedKeyAccess" not in known:
+            return None
+        return {"allowSharedKeyAccess": known["allowSharedKeyAccess"]}
+
+    def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
+        return state.get("allowSharedKeyAccess") is False
+
+    def done_at(self, state: dict[str, Any]) -> str:
+        return ""
+
+    def apply(self, clients: Clients, action: Action) -> Applied:
+        return _patch_account(clients, action, {"allowSharedKeyAccess": False})
+
+    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> Applied:
+        """The recorded value; absent (null) was "allowed", and is written back as true."""
+        return _patch_account(
+            clients, action, {"allowSharedKeyAccess": before.get("allowSharedKeyAccess") is not False}
+        )
+
+
+class RestrictNetwork:
+    """Account networkAcls: deny by default, keep only the rules the policy trusts (the action's `trusted`
+    parameter). Network rules apply to every request on the public endpoint whatever its credential, so
+    this cuts tokens already issued. publicNetworkAccess is read and recorded but not written: disabling it
+    would cut the trusted networks too. Restore puts back the recorded networkAcls and publicNetworkAccess."""
+
+    kind = "storage.restrict_network"
+    account_write = True  # Azure runs one such write per account at a time
+    observable = True
+
+    def read(self, clients: Clients, action: Action) -> dict[str, Any]:
+        props = _account_properties(clients, _ref(action.target))
+        return dict(_network_state(_network_acls(props), _public_network_access(props)))
+
+    def state_from(self, known: dict[str, Any], action: Action) -> dict[str, Any] | None:
+        network = known.get("network")
+        return None if not isinstance(network, dict) else dict(network)
+
+    def done(self, state: dict[str, Any], action: Action, since: str) -> bool:
+        trusted = TrustedNetwork.from_param(action.params.get("trusted", ""))
+        return is_restricted(state.get("networkAcls") or {}, state.get("publicNetworkAccess"), trusted)
+
+    def done_at(self, state: dict[str, Any]) -> str:
+        return ""
+
+    def apply(self, clients: Clients, action: Action) -> Applied:
+        """Read the account's bypass just before writing: a PATCH that left it out would reset it to
+        AzureServices, which may let in more than the account did."""
+        trusted = TrustedNetwork.from_param(action.params.get("trusted", ""))
+        current = _network_acls(_account_properties(clients, _ref(action.target)))
+        return _patch_account(clients, action, {"networkAcls": restricted_acls(current, trusted)})
+
+    def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> Applied:
+        """The whole recorded networkAcls (an account that showed none gets Azure's default, allow), and
+        the recorded publicNetworkAccess when it had one."""
+        acls = before.get("networkAcls")
+        props: dict[str, Any] = {
+            "networkAcls": acls if isinstance(acls, dict) and acls else {"defaultAction": "Allow"}
+        }
+        if before.get("publicNetworkAccess") is not None:
+            props["publicNetworkAccess"] = str(before["publicNetworkAccess"])
+        return _patch_account(clients, action, props)
+
+
+def _patch_account(clients: Clients, action: Action, properties: dict[str, Any]) -> Applied:
+    """PATCH the account's properties; the answer (the whole account) is the read-back."""
+    ref, seen = _ref(action.target), Recorder()
+    account = _client(clients, ref).storage_accounts.update(
+        ref.resource_group, ref.account, {"properties": properties}, raw_response_hook=seen
+    )
+    return Applied(seen.writes(ref.account_id, "write"), _answered_account(account.as_dict()))

@@ -78,6 +78,32 @@ CATALOGUE: dict[str, ActionSpec] = {
             undo="re-enable the service principal (accountEnabled=true)",
             graph_permissions=GRAPH_PERMISSIONS,
         ),
+        ActionSpec(
+            kind="storage.restrict_network",
+            does=(
+                "account `networkAcls.defaultAction=Deny`, keeping only the rules the policy trusts "
+                "(`network.trusted`): every request from elsewhere is refused, whatever its credential, "
+                "tokens already issued included; `publicNetworkAccess` is recorded, not changed"
+            ),
+            reversible=True,
+            undo=(
+                "put back the recorded networkAcls (default action, bypass, every rule) and "
+                "publicNetworkAccess"
+            ),
+            arm_actions=(f"{SA}/read", f"{SA}/write"),
+            approval="approval",
+        ),
+        ActionSpec(
+            kind="storage.disable_shared_key",
+            does=(
+                "account `allowSharedKeyAccess=false` (absent means allowed): every account key and every "
+                "account and service SAS is refused at once"
+            ),
+            reversible=True,
+            undo="set allowSharedKeyAccess back to the recorded before-state (absent is written as true)",
+            arm_actions=(f"{SA}/read", f"{SA}/write"),
+            approval="approval",
+        ),
     )
 }
 ACTION_KINDS = tuple(CATALOGUE)

@@ -99,10 +99,66 @@ class AccountFacts:
     error: str = ""
     # containers whose metadata was not read (over the read bound), so not known to be unmarked
     metadata_unread: int = 0
+    # None: absent, which Azure reads as allowed (keys and account/service SAS work), as for public access
+    allow_shared_key_access: bool | None = None
+    # "Enabled", "Disabled", "SecuredByPerimeter", or None (absent: the network rules alone decide)
+    public_network_access: str | None = None
+    # `networkAcls` exactly as Resource Manager answered it (defaultAction, bypass, ipRules, ipv6Rules,
+    # virtualNetworkRules, resourceAccessRules); empty when it answered none
+    network_acls: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def account_public_allowed(self) -> bool:
         return self.allow_blob_public_access is not False
+
+    @property
+    def shared_key_allowed(self) -> bool:
+        """Account keys, and the account and service SAS signed with them, are honoured."""
+        return self.allow_shared_key_access is not False
+
+    @property
+    def network_default_action(self) -> str:
+        """What the firewall does with a request no rule matches: "Allow" (also when absent) or "Deny"."""
+        return "Deny" if str(self.network_acls.get("defaultAction") or "").lower() == "deny" else "Allow"
+
+    @property
+    def network_bypass(self) -> tuple[str, ...]:
+        """The traffic that passes the firewall whatever the rules say (AzureServices, Logging, Metrics);
+        Azure's default, when absent, is AzureServices."""
+        raw = self.network_acls.get("bypass")
+        names = [p.strip() for p in str("AzureServices" if raw is None else raw).split(",")]
+        return tuple(p for p in names if p and p.lower() != "none")
+
+    @property
+    def ip_rules(self) -> tuple[str, ...]:
+        """The addresses and ranges the firewall lets in (IPv4 and IPv6 rules)."""
+        return tuple(
+            str(r.get("value"))
+            for key in ("ipRules", "ipv6Rules")
+            for r in self.network_acls.get(key) or ()
+            if isinstance(r, Mapping)
+        )
+
+    @property
+    def virtual_network_rules(self) -> tuple[str, ...]:
+        """The subnet ids the firewall lets in."""
+        rules = self.network_acls.get("virtualNetworkRules") or ()
+        return tuple(str(r.get("id")) for r in rules if isinstance(r, Mapping))
+
+    @property
+    def resource_access_rules(self) -> tuple[tuple[str, str], ...]:
+        """(tenant id, resource id) of each resource instance the firewall lets in."""
+        rules = self.network_acls.get("resourceAccessRules") or ()
+        return tuple(
+            (str(r.get("tenantId")), str(r.get("resourceId"))) for r in rules if isinstance(r, Mapping)
+        )
+
+    @property
+    def public_endpoint_open(self) -> bool:
+        """Any network reaches the public endpoint: public network access is not disabled (nor left to a
+        perimeter) and the firewall allows by default."""
+        access = str(self.public_network_access or "Enabled").lower()
+        return access == "enabled" and self.network_default_action == "Allow"
 
     @property
     def public_containers(self) -> tuple[ContainerFacts, ...]:

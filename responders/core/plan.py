@@ -8,7 +8,17 @@ from collections.abc import Iterable, Mapping
 
 from responders.core.catalogue import REVERSIBLE
 from responders.core.classify import CREDENTIAL_KINDS, EXPOSURE_KINDS
-from responders.core.model import Action, Facts, Plan, PrincipalFacts, Signal, SignalKind, Verdict
+from responders.core.model import (
+    AccountFacts,
+    Action,
+    Facts,
+    Plan,
+    PrincipalFacts,
+    Signal,
+    SignalKind,
+    Verdict,
+)
+from responders.core.network import is_restricted, untrusted_rules
 from responders.core.parse import incident_key
 from responders.core.policy import ACTION_KINDS, Policy
 
@@ -124,6 +134,10 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
                 account_id,
                 "invalidate every user-delegation SAS issued for the account",
             )
+        if "storage.restrict_network" in builder.requested:
+            _restrict_network(builder, account, policy)
+        if "storage.disable_shared_key" in builder.requested:
+            _disable_shared_key(builder, account, facts.access.get(account_id))
 
     for object_id, why in _principal_guardrails(signal, facts, verdict, policy):
         if why:
@@ -135,6 +149,73 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
             "application identity that obtained access to synthetic data",
         )
     return Plan(incident, signal, verdict, tuple(builder.actions), tuple(builder.skipped))
+
+
+def _restrict_network(builder: _Builder, account: AccountFacts, policy: Policy) -> None:
+    """Deny by default, keep only the trusted rules; said as skipped when nothing would change."""
+    what = f"storage.restrict_network {account.id}"
+    trusted = policy.network_trusted
+    if str(account.public_network_access or "").lower() == "disabled":
+        builder.skipped.append(
+            (what, "public network access is disabled: no request reaches the public endpoint")
+        )
+        return
+    if is_restricted(account.network_acls, account.public_network_access, trusted):
+        builder.skipped.append(
+            (what, "the firewall already denies by default and lets in only trusted rules")
+        )
+        return
+    dropped = untrusted_rules(account.network_acls, trusted)
+    shown = "; ".join(dropped[:5]) + (f"; and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+    reason = (
+        "refuse every request from outside the trusted networks, whatever its credential (tokens "
+        f"already issued included); keeps {len(trusted.ip_rules)} trusted IP, "
+        f"{len(trusted.virtual_network_rules)} subnet and {len(trusted.resource_access_rules)} resource rules"
+        + (f"; removes {shown}" if dropped else "")
+    )
+    builder.add("storage.restrict_network", account.id, reason, {"trusted": trusted.as_param()})
+
+
+# An account tagged so (value "true") says its own tooling signs requests with its keys
+SHARED_KEY_TAG = "uses-shared-key"
+
+
+def shared_key_warnings(account: AccountFacts, access: Mapping[str, int] | None) -> list[str]:
+    """Why turning shared key off may break the account's own tooling: its tag, or key and SAS requests
+    in the storage logs around the signal (which do not tell the offending caller from the others)."""
+    out = []
+    tags = {k.lower(): str(v).lower() for k, v in account.tags.items()}
+    if tags.get(SHARED_KEY_TAG) == "true":
+        out.append(f"the account is tagged {SHARED_KEY_TAG}=true: its own tooling signs with keys")
+    if access is None:
+        out.append("no storage logs could be read, so who else signs with keys or SAS is not known")
+    else:
+        seen = {k.lower(): n for k, n in access.items()}
+        used = [
+            f"{seen[k]} {name}" for k, name in (("accountkey", "AccountKey"), ("sas", "SAS")) if seen.get(k)
+        ]
+        if used:
+            out.append(
+                f"the storage logs show {' and '.join(used)} requests around the signal; legitimate "
+                "callers signing with keys or SAS among them will be refused too"
+            )
+    return out
+
+
+def _disable_shared_key(builder: _Builder, account: AccountFacts, access: Mapping[str, int] | None) -> None:
+    """Shared key off, with a warning in the reason where the account's own tooling may need keys."""
+    if not account.shared_key_allowed:
+        builder.skipped.append(
+            (f"storage.disable_shared_key {account.id}", "shared key access is already off")
+        )
+        return
+    reason = (
+        "refuse every account key and every account and service SAS at once (reversible, unlike rotation)"
+    )
+    warnings = shared_key_warnings(account, access)
+    if warnings:
+        reason += "; warning: " + "; ".join(warnings)
+    builder.add("storage.disable_shared_key", account.id, reason)
 
 
 # A signal's identity: which event it was, when, and the ids of what it reported (the subject, the

@@ -9,6 +9,7 @@ from typing import Any
 
 from responders.core.catalogue import ACTION_KINDS, CATALOGUE, GRAPH_PERMISSIONS
 from responders.core.model import BadInput
+from responders.core.network import TrustedNetwork, trusted_from_policy
 from responders.core.parse import is_guid
 
 APPROVAL_MODES = ("auto", "approval")
@@ -62,6 +63,8 @@ class Policy:
     # the Graph application permission the responder holds: with OwnedBy it may disable only the
     # service principals it owns, so the plan skips the others (with the reason) before any call
     graph_permission: str = "Application.ReadWrite.All"
+    # the network rules storage.restrict_network keeps (and writes): every other rule is removed
+    network_trusted: TrustedNetwork = field(default_factory=TrustedNetwork)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Policy:
@@ -79,6 +82,7 @@ class Policy:
             "dedupe_window_seconds",
             "alerts",
             "principals",
+            "network",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -125,11 +129,16 @@ class Policy:
         credentials = alerts.get("revoke_credentials", "evidence")
         if credentials not in ALERT_CREDENTIAL_MODES:
             raise BadInput(f"policy: alerts.revoke_credentials must be one of {ALERT_CREDENTIAL_MODES}")
+        network = raw.get("network", {}) or {}
+        if not isinstance(network, Mapping) or set(network) - {"trusted"}:
+            raise BadInput("policy: network may only hold trusted")
+        trusted = trusted_from_policy(network.get("trusted"))
         permission = resp.get("graph_permission", cls.graph_permission)
         if permission not in GRAPH_PERMISSIONS:
             raise BadInput(f"policy: responder.graph_permission must be one of {GRAPH_PERMISSIONS}")
         return cls(
             graph_permission=permission,
+            network_trusted=trusted,
             synthetic_tags=_lower_values(
                 syn.get("tags", {"data-classification": ["synthetic"]}), "synthetic.tags"
             ),
