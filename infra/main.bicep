@@ -58,6 +58,9 @@ param authClientId string = ''
 @description('Comma-separated Entra ID object ids allowed to call the playbook (env RESPONDER_PLAYBOOK_CALLERS); empty = any holder of its function key.')
 param playbookCallers string = ''
 
+@description('RESPONDER_SWEEP_SCHEDULE: when the sweep runs, six NCRONTAB fields (with seconds); default every 15 minutes.')
+param sweepSchedule string = '0 */15 * * * *'
+
 @description('Create the Event Grid subscriptions, the Sentinel playbook and automation rule (needs the deployed code).')
 param wireTriggers bool = false
 
@@ -211,6 +214,7 @@ module functionApp 'modules/function-app.bicep' = {
       // Storage Blob Data Owner role it holds on this account for the Functions host
       RESPONDER_DEADLETTER_ENDPOINT: appStorage.outputs.blobEndpoint
       RESPONDER_DEADLETTER_CONTAINER: deadLetterContainerName
+      RESPONDER_SWEEP_SCHEDULE: sweepSchedule
       AZURE_TOKEN_CREDENTIALS: 'ManagedIdentityCredential'
     }
   }

@@ -2,6 +2,7 @@
 
 python -m responders replay PATH... [--execute] [--format json] [--target URL]
 python -m responders simulator --tenant samples/tenant.json
+python -m responders sweep [--execute] [--format table|json|md]
 python -m responders ledger [INCIDENT]
 python -m responders deadletters [--execute]
 """
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 ROOT = Path(__file__).resolve().parent.parent
 
 WRITE_METHODS = ("PUT", "PATCH", "POST", "DELETE")
-READ_POSTS = ("/query", "/alerts", "/entities")
+READ_POSTS = ("/query", "/alerts", "/entities", "/microsoft.resourcegraph/resources")
 
 
 class CliError(Exception):
@@ -89,7 +90,7 @@ def count_calls(requests: list[dict[str, Any]]) -> dict[str, int]:
         if path.startswith("/msi/"):
             continue
         method = str(r.get("method", "")).upper()
-        is_write = method in WRITE_METHODS and not (method == "POST" and path.endswith(READ_POSTS))
+        is_write = method in WRITE_METHODS and not (method == "POST" and path.lower().endswith(READ_POSTS))
         calls["write" if is_write else "read"] += 1
     return calls
 
@@ -487,6 +488,86 @@ def _write_results(
     )
 
 
+def cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
+    """One sweep over the policy's scope: against the app settings' endpoints when they are set, else
+    the local stack (the simulated tenant seeded from --tenant). Exit 3 when it is incomplete."""
+    from rehearsal.standins import StandInError
+    from responders.replay import Replayer
+    from responders.service import runtime
+    from responders.sweep import run_sweep
+
+    try:
+        with Replayer.start(
+            execute=args.execute, target=None, policy_file=args.policy, tenant=args.tenant, persist=True
+        ):
+            summary = run_sweep(runtime(), execute=args.execute).summary()
+    except StandInError as exc:
+        raise CliError(str(exc)) from exc
+    if args.format == "json":
+        _print_json(summary, out)
+    elif args.format == "md":
+        out.write(sweep_markdown(summary))
+    else:
+        _sweep_table(summary, out)
+    return 0 if summary["status"] == "complete" else 3
+
+
+def _sweep_lines(summary: dict[str, Any]) -> tuple[str, list[list[str]]]:
+    """The headline and one row per exposure (account, open containers, status, incident)."""
+    mode = "dry-run (nothing changed; add --execute)" if summary["dry_run"] else "executed"
+    c = summary["counts"]
+    head = (
+        f"SWEEP {summary['status'].upper()} ({mode}): {c['accounts']} accounts in scope, "
+        f"{c['candidates']} synthetic-data candidates, {c['exposures']} exposed; {c['contained']} contained, "
+        f"{c['already_handled']} already handled, {c['not_a_leak']} judged no leak on reading, "
+        f"{c['pending_approval']} awaiting approval, {c['failed']} failed; "
+        f"{summary['pages']} Resource Graph pages"
+    )
+    by_subject = {str(r.get("subject", "")).lower(): r for r in summary["incidents"]}
+    rows = []
+    for e in summary["exposures"]:
+        r = by_subject.get(e["account"].lower(), {})
+        opened = ", ".join(f"{x['name']} ({x['publicAccess']})" for x in e["containers"]) or "-"
+        status = str(r.get("status", "?")) + (" (repeat)" if r.get("duplicate") else "")
+        rows.append([_short(e["account"]), opened, status, str(r.get("incident", ""))])
+    return head, rows
+
+
+def _sweep_table(summary: dict[str, Any], out: TextIO) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    console = _console(out)
+    head, rows = _sweep_lines(summary)
+    console.print(Text(head, style="bold"), soft_wrap=True)
+    if rows:
+        table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False)
+        for column in ("account", "public containers", "status", "incident"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
+    for why in summary["incomplete"]:
+        console.print(Text(f"    incomplete: {_short(why)}", style="red"), soft_wrap=True)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def sweep_markdown(summary: dict[str, Any]) -> str:
+    head, rows = _sweep_lines(summary)
+    lines = [f"# Sweep {summary['sweep']}", "", head, ""]
+    if rows:
+        lines += ["| account | public containers | status | incident |", "| --- | --- | --- | --- |"]
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+        lines.append("")
+    if summary["incomplete"]:
+        lines += ["## Incomplete", ""] + [f"- {_md_cell(_short(w))}" for w in summary["incomplete"]] + [""]
+    return "\n".join(lines)
+
+
 def cmd_simulator(args: argparse.Namespace, out: TextIO) -> int:
     from rehearsal.simulator.server import main as sim_main
 
@@ -646,6 +727,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify with the facts of --tenant only: no Azure, stand-ins or ledger",
     )
     replay.set_defaults(func=cmd_replay)
+    sweep = sub.add_parser("sweep", help="inventory the policy's scope and contain what is exposed")
+    sweep.add_argument("--execute", action="store_true", help="act (default: dry-run, nothing changes)")
+    sweep.add_argument("--format", choices=("table", "json", "md"), default="table")
+    sweep.add_argument("--policy", default=str(ROOT / "samples" / "policy.yaml"), help="policy file")
+    sweep.add_argument(
+        "--tenant",
+        default=str(ROOT / "samples" / "tenant.json"),
+        help="tenant seed for the simulator started when no endpoints are set",
+    )
+    sweep.set_defaults(func=cmd_sweep)
     sim = sub.add_parser("simulator", help="serve the simulated tenant over HTTPS on loopback")
     sim.add_argument("--tenant", default=str(ROOT / "samples" / "tenant.json"))
     sim.add_argument("--host", default="127.0.0.1")

@@ -14,6 +14,7 @@ from responders.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableClient
+    from azure.mgmt.resourcegraph import ResourceGraphClient
     from azure.mgmt.storage import StorageManagementClient
     from azure.monitor.query import LogsQueryClient
     from azure.storage.blob import ContainerClient
@@ -74,6 +75,7 @@ class Clients:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._arm: Any = None
         self._deadletters: ContainerClient | None = None
+        self._resource_graph: ResourceGraphClient | None = None
 
     @property
     def credential(self) -> TokenCredential:
@@ -100,6 +102,18 @@ class Clients:
             with self._lock:
                 client = self._storage.setdefault(subscription, client)
         return client
+
+    def resource_graph(self) -> ResourceGraphClient:
+        """Resource Graph on the Resource Manager endpoint (the sweep's inventory), same credential and
+        capped retries; its quota headers are read by the sweep, which paces its pages by them."""
+        with self._lock:
+            if self._resource_graph is None:
+                from azure.mgmt.resourcegraph import ResourceGraphClient
+
+                self._resource_graph = ResourceGraphClient(
+                    self.credential, base_url=self.settings.arm_endpoint, retry_policy=retry_policy()
+                )
+            return self._resource_graph
 
     def arm(self) -> Any:
         """A bare ARM pipeline (bearer auth, capped retries) for APIs without an SDK in our set:
@@ -256,6 +270,9 @@ class Clients:
             if self._arm is not None:
                 self._arm.close()
                 self._arm = None
+            if self._resource_graph is not None:
+                self._resource_graph.close()
+                self._resource_graph = None
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._loop = None

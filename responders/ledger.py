@@ -23,6 +23,7 @@ CONTAINED = "contained"  # partition: shape key -> the incident that last contai
 WRITES = "write"  # partition: correlation id -> a write the responder made (resource, operation)
 ACCOUNT_WRITES = "account-write"  # partition: one write lease per storage account
 DEAD_LETTERS = "deadletter"  # partition: sha256 of a dead-letter blob's name -> what became of it
+SWEEPS = "sweep"  # partition: one row per sweep run, keyed by its start time (sorts oldest first)
 TERMINAL = ("contained", "already-contained", "failed", "skipped", "restored")
 LEASE_SECONDS = 120
 # A string property holds 64 KiB (32K UTF-16 code units); the JSON we write is ASCII (json.dumps
@@ -525,6 +526,44 @@ class Ledger:
         entity.update({k: (_json(v) if isinstance(v, (dict, list)) else v) for k, v in fields.items()})
         self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
+    # sweeps ----------------------------------------------------------------------------------
+    def record_sweep(self, summary: Mapping[str, Any]) -> None:
+        """One row per sweep: complete or incomplete and why, what it found and the incident of each, so
+        a partial inventory is on record (never read as "nothing exposed")."""
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        entity = {
+            "PartitionKey": SWEEPS,
+            "RowKey": str(summary["sweep"]),
+            "Status": summary["status"],
+            "DryRun": bool(summary["dry_run"]),
+            "StartedAt": summary["started_at"],
+            "FinishedAt": summary["finished_at"],
+            "Pages": int(summary["pages"]),
+            "TotalRecords": -1 if summary["total_records"] is None else int(summary["total_records"]),
+            "Scope": _json(summary["scope"]),
+            "Counts": _json(summary["counts"]),
+            "Exposures": _json(summary["exposures"]),
+            "Incidents": _json(
+                [
+                    {k: r.get(k) for k in ("incident", "subject", "status", "duplicate")}
+                    for r in summary["incidents"]
+                ]
+            ),
+            "Incomplete": _json(summary["incomplete"]),
+            "Retries": _json(summary["retries"]),
+        }
+        self._upsert(entity, mode=UpdateMode.REPLACE)
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        """Every sweep row, oldest first."""
+        self._ensure()
+        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": SWEEPS})
+        return sorted(
+            (self._decode(r) for r in rows if not r["RowKey"].startswith("part-")), key=lambda r: r["RowKey"]
+        )
+
     # rejected input ------------------------------------------------------------------------
     def reject(self, body: bytes, reason: str, source: str, now: str) -> str:
         """Keep bad input with its reason (nothing is lost); the same body twice is one row."""
@@ -580,6 +619,12 @@ JSON_FIELDS = {
     "Evidence",
     "Comment",
     "Document",
+    "Scope",
+    "Counts",
+    "Exposures",
+    "Incidents",
+    "Incomplete",
+    "Retries",
 }
 
 

@@ -292,16 +292,20 @@ def owners_of(facts: Facts) -> list[str]:
     return sorted(set(found))
 
 
+# a manual request happens when it is asked: its requestId, not its time, says which it is; a sweep
+# finding is the same exposure whichever sweep sees it: its id, not the sweep's time, says which it is
+TIMELESS = (SignalKind.MANUAL, SignalKind.SWEEP)
+
+
 def _identity(signal: Signal) -> tuple[str, ...]:
-    # a manual request happens when it is asked: its requestId, not its time, says which it is
-    when = "" if signal.kind is SignalKind.MANUAL else signal.occurred_at
+    when = "" if signal.kind in TIMELESS else signal.occurred_at
     return (signal.event_type, signal.subject[:1024], when, signal.operation)
 
 
 def same_event(signal: Signal, row: dict[str, Any]) -> bool:
     """Is the recorded incident this event, or another body that happens to carry the same id? A
     redelivery repeats the whole event; what is recorded of it is compared."""
-    when = "" if signal.kind is SignalKind.MANUAL else row.get("OccurredAt")
+    when = "" if signal.kind in TIMELESS else row.get("OccurredAt")
     recorded = (row.get("EventType"), row.get("Subject"), when, row.get("Operation"))
     mine = _identity(signal)
     # the Functions host hands the trigger eventTime as a datetime (microseconds), while a dead-letter
@@ -320,7 +324,12 @@ def process(item: Any, rt: Runtime, *, execute: bool | None = None) -> dict[str,
     """Run one parsed-JSON item through the pipeline. BadInput propagates; transient failures raise
     TransientFailure only after the ledger holds what happened."""
     now = rt.clock()
-    signal = parse_item(item, now=now)
+    return process_signal(parse_item(item, now=now), rt, now=now, execute=execute)
+
+
+def process_signal(signal: Signal, rt: Runtime, *, now: str, execute: bool | None = None) -> dict[str, Any]:
+    """Run one signal (parsed from an event, or made by the sweep) through the rest of the pipeline,
+    with the same exactly-once, folding, dry-run and approval rules for every source."""
     dry_run = rt.settings.dry_run if execute is None else not execute
     earlier = rt.ledger.head(incident_key(signal.id))
     if earlier is not None and not same_event(signal, earlier):

@@ -48,7 +48,7 @@ def writes(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for r in requests
         if r["method"] in WRITE_METHODS
         and not r["path"].startswith("/msi/")
-        and not (r["method"] == "POST" and r["path"].endswith(READ_POSTS))
+        and not (r["method"] == "POST" and r["path"].lower().endswith(READ_POSTS))
     ]
 
 

@@ -415,6 +415,7 @@ def test_app_settings_are_the_ones_the_code_reads() -> None:
         "RESPONDER_PLAYBOOK_CALLERS",
         "RESPONDER_DEADLETTER_ENDPOINT",
         "RESPONDER_DEADLETTER_CONTAINER",
+        "RESPONDER_SWEEP_SCHEDULE",
         "AZURE_CLIENT_ID",
         "AZURE_TOKEN_CREDENTIALS",
     }

@@ -27,10 +27,14 @@ ROLE_ASSIGNMENTS = (
     "2022-04-01", "2020-10-01-preview", "2020-08-01-preview", "2020-04-01-preview", "2020-03-01-preview",
     "2018-09-01-preview", "2018-01-01-preview", "2017-10-01-preview", "2015-07-01",
 )  # fmt: skip
+# the folders of specification/resourcegraph/resource-manager/Microsoft.ResourceGraph seen in the specs
+# (stable/2021-03-01 and 2022-10-01 with examples; the readme's 2019-04-01 and two previews)
+RESOURCE_GRAPH = ("2022-10-01", "2021-03-01", "2020-04-01-preview", "2019-04-01", "2018-09-01-preview")
 BY_PROVIDER = {
     "microsoft.storage": STORAGE,
     "microsoft.securityinsights": SECURITY_INSIGHTS,
     "microsoft.authorization": ROLE_ASSIGNMENTS,
+    "microsoft.resourcegraph": RESOURCE_GRAPH,
 }
 _PROVIDER = re.compile(r"/providers/(Microsoft\.[A-Za-z]+)/(\w+)", re.IGNORECASE)
 

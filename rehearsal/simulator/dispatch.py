@@ -8,7 +8,15 @@ import re
 import threading
 from typing import Any
 
-from rehearsal.simulator import apiversions, authorization, graph, loganalytics, sentinel, storage
+from rehearsal.simulator import (
+    apiversions,
+    authorization,
+    graph,
+    loganalytics,
+    resourcegraph,
+    sentinel,
+    storage,
+)
 from rehearsal.simulator.auth import TokenStore, authenticate, issue_msi_token
 from rehearsal.simulator.events import EventLog
 from rehearsal.simulator.faults import Fault, FaultPlan
@@ -65,6 +73,7 @@ class Dispatcher:
             route("GET", r"/msi/token", self._msi, MSI),
             *storage.ROUTES,
             *authorization.ROUTES,
+            *resourcegraph.ROUTES,
             *sentinel.ROUTES,
             *graph.ROUTES,
             *loganalytics.ROUTES,
@@ -173,7 +182,8 @@ class Dispatcher:
                 logger.exception("simulator handler failed for %s %s", method, path)
                 reply = error(api, 500, "InternalServerError", "The simulator failed to handle the request.")
         if chosen.api == ARM:
-            kind = "READ_POST" if path.lower().endswith("/listkeys") else "WRITE"
+            reads = ("/listkeys", "/microsoft.resourcegraph/resources")
+            kind = "READ_POST" if path.lower().endswith(reads) else "WRITE"
             kind = "GET" if method == "GET" else kind
             reply.headers.setdefault(_RATE_LIMIT[kind], _RATE_LIMIT_LEFT[kind])
         return reply, call.caller.object_id if call.caller else None

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from rehearsal.simulator.quota import Quota
 from rehearsal.simulator.timefmt import arm_time
 from responders.tenantfile import ACCOUNT_FIELDS, CONTAINER_FIELDS, seed_properties
 
@@ -69,6 +70,14 @@ class TenantState:
         for seed in tenant.get("storageAccounts", []):
             account = self._seed_account(seed)
             self.accounts[account["name"].lower()] = account
+        # management group name -> the subscription ids under it (Resource Graph's managementGroups scope)
+        self.management_groups: dict[str, list[str]] = {
+            str(k): [str(s) for s in v] for k, v in (tenant.get("managementGroups") or {}).items()
+        }
+        graph_quota = tenant.get("resourceGraphQuota") or {}
+        self.resource_graph_quota = Quota(
+            int(graph_quota.get("queries", 15)), float(graph_quota.get("window", 5))
+        )
         self.service_principals: dict[str, dict[str, Any]] = {
             sp["id"].lower(): copy.deepcopy(sp) for sp in tenant.get("servicePrincipals", [])
         }

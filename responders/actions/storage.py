@@ -138,6 +138,22 @@ def _public_network_access(props: Mapping[str, Any]) -> str | None:
     return None if raw is None else str(raw)
 
 
+def list_containers(clients: Clients, account_id: str) -> tuple[ContainerFacts, ...]:
+    """The account's containers and their public access, from one Resource Manager list (no metadata:
+    the list has none); errors raise."""
+    ref = _ref(account_id)
+    listed = [
+        c.as_dict() for c in _client(clients, ref).blob_containers.list(ref.resource_group, ref.account)
+    ]
+    return tuple(
+        ContainerFacts(
+            name=item.get("name", ""),
+            public_access=str((item.get("properties", {}) or {}).get("publicAccess") or "None"),
+        )
+        for item in listed
+    )
+
+
 def key_times(raw: Any) -> dict[str, str | None]:
     """keyCreationTime per key; an account older than the property reports null, kept as None."""
     return {str(k): (None if v is None else str(v)) for k, v in (raw or {}).items()}

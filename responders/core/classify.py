@@ -10,7 +10,7 @@ from responders.core.model import AccountFacts, Facts, Signal, SignalKind, Verdi
 from responders.core.policy import Policy
 
 SEVERITIES = ("none", "low", "medium", "high", "critical")
-EXPOSURE_KINDS = (SignalKind.PUBLIC_ACCESS_CHANGED, SignalKind.BLOB_CREATED)
+EXPOSURE_KINDS = (SignalKind.PUBLIC_ACCESS_CHANGED, SignalKind.BLOB_CREATED, SignalKind.SWEEP)
 CREDENTIAL_KINDS = (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.USER_DELEGATION_KEY)
 
 

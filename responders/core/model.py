@@ -28,6 +28,7 @@ class SignalKind(StrEnum):
     BLOB_CREATED = "blob-created"
     ALERT = "alert"
     MANUAL = "manual"
+    SWEEP = "sweep"  # an exposure the periodic sweep found in the inventory, whatever raised it
     OTHER = "other"
 
 

@@ -226,3 +226,21 @@ def handle_playbook(req: func.HttpRequest) -> func.HttpResponse:
         payload["note"] = "RESPONDER_DRY_RUN is on: nothing was changed"
         return _response(payload)
     return response
+
+
+class SweepIncomplete(RuntimeError):
+    """The sweep could not read everything in scope; raised after its ledger row is written."""
+
+
+def handle_sweep(*, past_due: bool = False) -> dict[str, Any]:
+    """Run one sweep with the app's settings (dry-run as RESPONDER_DRY_RUN says). An incomplete sweep
+    raises, so the timer's retry policy runs it again; its partial result is already in the ledger."""
+    from responders.sweep import run_sweep
+
+    if past_due:
+        log.info("sweep timer is past due: sweeping now")
+    result = run_sweep(runtime())
+    summary = result.summary()
+    if result.incomplete:
+        raise SweepIncomplete(f"sweep {result.run_id} incomplete: {'; '.join(result.incomplete)[:2000]}")
+    return summary
