@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ ATTACKER_IP, TRUSTED_IP = "198.51.100.7", "203.0.113.0/24"
 NET = f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks"
 TRUSTED_SUBNET, OTHER_SUBNET = f"{NET}/vnet-pipeline/subnets/build", f"{NET}/vnet-guest/subnets/default"
 SYNAPSE = f"/subscriptions/{SUB}/resourceGroups/rg-ml/providers/Microsoft.Synapse/workspaces/ws-guest"
+TRUSTED_WORKSPACE = f"/subscriptions/{SUB}/resourceGroups/rg-ml/providers/Microsoft.Synapse/workspaces/*"
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 OPEN_ACLS = {
     "bypass": "Logging, Metrics",
@@ -44,7 +46,13 @@ def tenant(**properties: Any) -> dict[str, Any]:
 
 def policy(**changes: Any) -> dict[str, Any]:
     base = yaml.safe_load((SAMPLES / "policy.yaml").read_text())
-    base["network"] = {"trusted": {"ip_rules": [TRUSTED_IP], "virtual_network_rules": [TRUSTED_SUBNET]}}
+    base["network"] = {
+        "trusted": {
+            "ip_rules": [TRUSTED_IP],
+            "virtual_network_rules": [TRUSTED_SUBNET],
+            "resource_access_rules": [{"tenant_id": TENANT_ID, "resource_id": TRUSTED_WORKSPACE}],
+        }
+    }
     base.update(changes)
     return base
 
@@ -88,6 +96,7 @@ def test_restrict_network_is_approved_verified_recorded_and_restored_exactly(mak
     assert (planned["kind"], planned["mode"]) == ("storage.restrict_network", "approval")
     assert f"ip {ATTACKER_IP}" in planned["reason"]
     assert f"subnet {OTHER_SUBNET}" in planned["reason"]
+    assert f"resource {SYNAPSE}" in planned["reason"]
     assert [o["status"] for o in result["outcomes"]] == ["pending-approval"]
     assert h.writes() == [], "nothing is written before approval"
 
@@ -99,7 +108,7 @@ def test_restrict_network_is_approved_verified_recorded_and_restored_exactly(mak
         "defaultAction": "Deny",
         "ipRules": [{"value": TRUSTED_IP, "action": "Allow"}],
         "virtualNetworkRules": [{"id": TRUSTED_SUBNET, "action": "Allow", "state": "Succeeded"}],
-        "resourceAccessRules": [],
+        "resourceAccessRules": [{"tenantId": TENANT_ID, "resourceId": TRUSTED_WORKSPACE}],
     }
     assert after["publicNetworkAccess"] == "Enabled", "publicNetworkAccess is recorded, not changed"
     [row] = rows(h, result["incident"])
@@ -167,6 +176,12 @@ def test_disable_shared_key_warns_is_approved_verified_and_restored(make_harness
     assert "warning" in planned["reason"]
     assert "uses-shared-key=true" in planned["reason"]
     assert h.writes() == []
+    from responders.evidence_pack import build_pack, render_markdown
+
+    pack = build_pack(h.rt.ledger.incident(result["incident"]), datetime.now(UTC))
+    [entry] = pack["actions"]
+    assert "uses-shared-key=true" in entry["reason"]
+    assert "uses-shared-key=true" in render_markdown(pack), "the pack shows the warning"
 
     approved = approve(h, result["incident"])
     assert [o["status"] for o in approved["outcomes"]] == ["contained"], approved["outcomes"]
@@ -257,3 +272,77 @@ def test_the_account_patches_of_one_incident_never_overlap(make_harness) -> None
     assert props["allowBlobPublicAccess"] is False
     assert props["allowSharedKeyAccess"] is False
     assert props["networkAcls"]["defaultAction"] == "Deny"
+
+
+def test_a_write_refused_as_overlapping_is_retried_after_reading_again(make_harness) -> None:
+    from tests.simulator_fixtures import example
+
+    h = make_harness(tenant=tenant(networkAcls=OPEN_ACLS), policy=policy())
+    busy = example("arm_storage_account_operation_in_progress_409_issue.json")
+    h.sim.play_recorded("PATCH", f"/storageAccounts/{ACCOUNT}$", 409, busy, count=1)
+    result = request(h, "storage.restrict_network", "change-busy")
+    approved = approve(h, result["incident"])
+    assert [o["status"] for o in approved["outcomes"]] == ["contained"], approved["outcomes"]
+    patches = [r for r in h.sim.requests() if r["method"] == "PATCH" and r["path"].endswith("/" + ACCOUNT)]
+    assert [p["status"] for p in patches] == [409, 200]
+    assert shown(h)["networkAcls"]["defaultAction"] == "Deny"
+
+
+@pytest.mark.parametrize(
+    ("trusted", "why"),
+    [
+        ({"ip_rules": ["10.1.2.0/24"]}, "RFC 1918"),
+        ({"ip_rules": ["203.0.113.9/32"]}, "single address"),
+        ({"ip_rules": ["0.0.0.0/0"]}, "/8 or narrower"),
+        ({"ip_rules": ["2001:db8::/32"]}, "IPv4"),
+        ({"ip_rules": "203.0.113.9"}, "must be lists"),
+        ({"virtual_network_rules": [f"{NET}/vnet-pipeline"]}, "not a subnet id"),
+        ({"resource_access_rules": [{"tenant_id": "x", "resource_id": SYNAPSE}]}, "tenant_id"),
+        ({"resource_access_rules": [{"tenant_id": TENANT_ID, "resource_id": "https://evil"}]}, "tenant_id"),
+        ({"ip_range": []}, "unknown keys"),
+    ],
+)
+def test_the_trusted_network_rules_are_validated(trusted: dict[str, Any], why: str) -> None:
+    from responders.core.model import BadInput
+    from responders.core.policy import Policy
+
+    with pytest.raises(BadInput, match=re.escape(why)):
+        Policy.from_dict({"network": {"trusted": trusted}})
+    with pytest.raises(BadInput, match="network may only hold trusted"):
+        Policy.from_dict({"network": {"trusted": {}, "bypass": "None"}})
+    assert Policy.from_dict({}).network_trusted == Policy.from_dict({"network": {}}).network_trusted
+
+
+def test_the_restricting_write_keeps_the_bypass_and_only_trusted_rules() -> None:
+    from responders.core.network import TrustedNetwork, is_restricted, restricted_acls, untrusted_rules
+
+    trusted = TrustedNetwork((TRUSTED_IP,), (TRUSTED_SUBNET,), ((TENANT_ID, SYNAPSE),))
+    assert TrustedNetwork.from_param(trusted.as_param()) == trusted
+    acls = {**OPEN_ACLS, "ipv6Rules": [{"value": "2001:db8::/48", "action": "Allow"}]}
+    written = restricted_acls(acls, trusted)
+    assert written["bypass"] == "Logging, Metrics"
+    assert written["defaultAction"] == "Deny"
+    assert "ipv6Rules" not in written, "left out, so the PATCH removes them"
+    assert is_restricted(written, None, trusted)
+    assert untrusted_rules(acls, trusted) == [
+        f"ip {ATTACKER_IP}",
+        "ipv6 2001:db8::/48",
+        f"subnet {OTHER_SUBNET}",
+    ]
+    assert not is_restricted({**written, "defaultAction": "Allow"}, "Enabled", trusted)
+    assert is_restricted({"defaultAction": "Allow"}, "Disabled", trusted), (
+        "nothing reaches the public endpoint"
+    )
+    assert restricted_acls({}, TrustedNetwork())["bypass"] == "AzureServices", "Azure's default, written out"
+
+
+def test_restore_without_a_recorded_state_writes_nothing(make_harness) -> None:
+    from responders.actions.storage import DisableSharedKey, RestrictNetwork
+    from responders.core.model import Action
+
+    h = make_harness()
+    for handler in (RestrictNetwork(), DisableSharedKey()):
+        action = Action(handler.kind, TARGET, "k", "", {"trusted": "{}"})
+        with pytest.raises(ValueError, match="no recorded"):
+            handler.restore(h.rt.clients, action, {})
+    assert h.writes() == []

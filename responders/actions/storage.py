@@ -413,6 +413,8 @@ class DisableSharedKey:
 
     def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> Applied:
         """The recorded value; absent (null) was "allowed", and is written back as true."""
+        if "allowSharedKeyAccess" not in before:
+            raise ValueError("no recorded allowSharedKeyAccess to put back")
         return _patch_account(
             clients, action, {"allowSharedKeyAccess": before.get("allowSharedKeyAccess") is not False}
         )
@@ -453,6 +455,8 @@ class RestrictNetwork:
     def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> Applied:
         """The whole recorded networkAcls (an account that showed none gets Azure's default, allow), and
         the recorded publicNetworkAccess when it had one."""
+        if "networkAcls" not in before:
+            raise ValueError("no recorded networkAcls to put back")
         acls = before.get("networkAcls")
         props: dict[str, Any] = {
             "networkAcls": acls if isinstance(acls, dict) and acls else {"defaultAction": "Allow"}

@@ -43,7 +43,9 @@ class TrustedNetwork(NamedTuple):
             {
                 "ip_rules": sorted(self.ip_rules),
                 "virtual_network_rules": sorted(self.virtual_network_rules),
-                "resource_access_rules": sorted([list(r) for r in self.resource_access_rules]),
+                "resource_access_rules": [
+                    {"tenant_id": t, "resource_id": r} for t, r in sorted(self.resource_access_rules)
+                ],
             },
             separators=(",", ":"),
         )
