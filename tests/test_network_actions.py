@@ -220,6 +220,11 @@ def test_disable_shared_key_warns_when_the_logs_show_key_or_sas_use(make_harness
     h = make_harness(tenant=made, policy=policy())
     [planned] = request(h, "storage.disable_shared_key", "change-key-2")["plan"]
     assert "the storage logs show 3 AccountKey requests" in planned["reason"], planned["reason"]
+    # absent means allowed: the step is planned, and restore writes the allowing value explicitly
+    approve(h, request(h, "storage.disable_shared_key", "change-key-4")["incident"])
+    assert shown(h)["allowSharedKeyAccess"] is False
+    restore(h, request(h, "storage.disable_shared_key", "change-key-4")["incident"])
+    assert shown(h)["allowSharedKeyAccess"] is True
     h = make_harness(tenant=tenant(allowSharedKeyAccess=False), policy=policy())
     result = request(h, "storage.disable_shared_key", "change-key-3")
     assert result["plan"] == []

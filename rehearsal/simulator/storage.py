@@ -183,7 +183,7 @@ def network_rule_set(raw: Any) -> dict[str, Any] | None:
     network-rule add/remove and StorageAccountUpdate.json show."""
     if not isinstance(raw, dict) or str(raw.get("defaultAction", "")).lower() not in DEFAULT_ACTIONS:
         return None
-    bypass = raw.get("bypass", "AzureServices")
+    bypass = raw.get("bypass") or "AzureServices"  # null or left out: the default
     parts = [p.strip() for p in bypass.split(",")] if isinstance(bypass, str) else None
     if not parts or any(p.lower() not in BYPASS for p in parts):
         return None
@@ -193,11 +193,11 @@ def network_rule_set(raw: Any) -> dict[str, Any] | None:
     }
     for name, key in (("ipRules", "value"), ("ipv6Rules", "value"), ("virtualNetworkRules", "id")):
         if name in raw or name != "ipv6Rules":
-            rules = _allow_rules(raw.get(name, []), key)
+            rules = _allow_rules(raw.get(name) or [], key)
             if rules is None:
                 return None
             stored[name] = rules
-    access = raw.get("resourceAccessRules", [])
+    access = raw.get("resourceAccessRules") or []
     if not isinstance(access, list) or not all(
         isinstance(r, dict) and isinstance(r.get("tenantId"), str) and isinstance(r.get("resourceId"), str)
         for r in access
