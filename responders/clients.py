@@ -14,6 +14,7 @@ from responders.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.data.tables import TableClient
+    from azure.mgmt.authorization import AuthorizationManagementClient
     from azure.mgmt.resourcegraph import ResourceGraphClient
     from azure.mgmt.storage import StorageManagementClient
     from azure.monitor.query import LogsQueryClient
@@ -69,6 +70,7 @@ class Clients:
         self._lock = threading.RLock()
         self._credential: TokenCredential | None = None
         self._storage: dict[str, StorageManagementClient] = {}
+        self._authorization: dict[str, AuthorizationManagementClient] = {}
         self._table: TableClient | None = None
         self._logs: LogsQueryClient | None = None
         self._graph: GraphServiceClient | None = None
@@ -114,6 +116,24 @@ class Clients:
                     self.credential, base_url=self.settings.arm_endpoint, retry_policy=retry_policy()
                 )
             return self._resource_graph
+
+    def authorization(self, subscription: str) -> AuthorizationManagementClient:
+        """Role assignments (azure-mgmt-authorization): the storage client's endpoint, credential and
+        retries; the api-version is the SDK's default for role_assignments (2022-04-01)."""
+        with self._lock:
+            client = self._authorization.get(subscription)
+        if client is None:
+            from azure.mgmt.authorization import AuthorizationManagementClient
+
+            client = AuthorizationManagementClient(
+                self.credential,
+                subscription,
+                base_url=self.settings.arm_endpoint,
+                retry_policy=retry_policy(),
+            )
+            with self._lock:
+                client = self._authorization.setdefault(subscription, client)
+        return client
 
     def arm(self) -> Any:
         """A bare ARM pipeline (bearer auth, capped retries) for APIs without an SDK in our set:
@@ -258,6 +278,9 @@ class Clients:
             for client in self._storage.values():
                 client.close()
             self._storage.clear()
+            for client in self._authorization.values():
+                client.close()
+            self._authorization.clear()
             if self._table is not None:
                 self._table.close()
                 self._table = None

@@ -248,6 +248,21 @@ def _timeline(incident: Mapping[str, Any], actions: list[dict[str, Any]]) -> lis
     return [{"time": _norm(t), "what": w} for t, w in timed + untimed]
 
 
+ROLES = "authorization.remove_role_assignments"
+
+
+def _principal(action: Mapping[str, Any], observed: Mapping[str, Any]) -> str:
+    return str(observed.get("principal") or action["params"].get("principal") or "")
+
+
+def _roles(observed: Mapping[str, Any]) -> dict[str, Any]:
+    """A principal's role assignments on an account: at or under it, and inherited from above."""
+    return {
+        "assignments": list(observed.get("assignments") or []),
+        "inherited": list(observed.get("inherited") or []),
+    }
+
+
 def _state(incident: Mapping[str, Any], actions: list[dict[str, Any]]) -> dict[str, Any]:
     """Before: the recorded StateBefore (and principals' before-state); after: from action read-backs."""
     before: dict[str, Any] = {str(k): v for k, v in _dict(incident.get("StateBefore")).items()}
@@ -256,6 +271,10 @@ def _state(incident: Mapping[str, Any], actions: list[dict[str, Any]]) -> dict[s
         kind, target = a["kind"], a["target"]
         if kind == "identity.disable_service_principal" and a["before"] and target not in before:
             before[target] = _without_acted(a["before"])
+        if kind == ROLES and a["before"]:
+            held = dict(_dict(_dict(before.get(target)).get("roleAssignments")))
+            held[_principal(a, a["before"])] = _roles(a["before"])
+            before[target] = {**_dict(before.get(target)), "roleAssignments": held}
         observed = a.get("restored_state") if a["status"] == "restored" else a["after"]
         if not observed:
             continue
@@ -267,6 +286,8 @@ def _state(incident: Mapping[str, Any], actions: list[dict[str, Any]]) -> dict[s
         elif kind == "storage.regenerate_key":
             name = str(observed.get("key") or a["params"].get("key_name") or "")
             state.setdefault("keyCreationTime", {})[name] = observed.get("keyCreationTime")
+        elif kind == ROLES:
+            state.setdefault("roleAssignments", {})[_principal(a, observed)] = _roles(observed)
         elif kind == "storage.revoke_user_delegation_keys":
             if a["status"] in CHANGED:
                 state["userDelegationKeys"] = f"revoked at {a['acted_at'] or 'unknown time'}"

@@ -19,6 +19,7 @@ from responders.service import Runtime, _execute, ledger_report, plan_from_ledge
 # account-level public access must be allowed again before a container can be made public again
 RESTORE_ORDER = {
     "identity.disable_service_principal": 0,
+    "authorization.remove_role_assignments": 0,
     "storage.disable_public_access": 1,
     "storage.make_container_private": 2,
     "storage.restrict_network": 3,
@@ -85,6 +86,15 @@ def still_forbidden(rt: Runtime, action: Action) -> str:
         if not policy.principal_in_scope(action.target, principal.app_id):
             return "outside the policy's principal scope (principals.allow)"
         return ""
+    if action.kind == "authorization.remove_role_assignments":
+        principal = str(action.params.get("principal", "")).lower()
+        if principal in policy.responder_object_ids or principal == rt.settings.identity_object_id.lower():
+            return "the responder's own role assignments are never removed"
+        found = read_principal(rt.clients, principal)
+        if not found.found:
+            return "not a service principal (only service principals' role assignments are removed)"
+        if not policy.principal_in_scope(principal, found.app_id):
+            return "outside the policy's principal scope (principals.allow)"
     account = read_account(rt.clients, action.target)
     if not account.found:
         return f"the account cannot be read: {account.error}"

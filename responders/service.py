@@ -149,6 +149,7 @@ def resolve_entities(signal: Signal, rt: Runtime) -> Signal:
 
 def gather_facts(signal: Signal, rt: Runtime) -> Facts:
     """Read every resource the signal names, concurrently; read-only."""
+    from responders.actions.authorization import read_account_roles
     from responders.actions.identity import principals_for_app, read_principal
     from responders.actions.storage import read_account
 
@@ -192,17 +193,42 @@ def gather_facts(signal: Signal, rt: Runtime) -> Facts:
             p: pool.submit(read_principal, rt.clients, p, owners=owners) for p in dict.fromkeys(principals)
         }
         apps = [pool.submit(principals_for_app, rt.clients, app, owners=owners) for app in signal.apps]
+        # who holds which role on each account: read only when a principal is implicated
+        roles = (
+            {a: pool.submit(read_account_roles, rt.clients, a) for a in signal.accounts}
+            if principals or signal.apps
+            else {}
+        )
         principal_facts = {k: f.result() for k, f in sps.items()}
         for future in apps:
             for sp in future.result():
                 principal_facts.setdefault(sp.object_id, sp)
         seen, unknown = _access(access)
+        assignments, unread = _role_assignments(roles)
         return Facts(
             accounts={k: f.result() for k, f in accounts.items()},
             principals=principal_facts,
             access=seen,
             evidence_error=unknown,
+            role_assignments=assignments,
+            role_assignments_error=unread,
         )
+
+
+def _role_assignments(futures: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each account's role assignments, or why they could not be read for good (a 403: the step is
+    then planned and records the failure itself). A transient failure raises: the delivery retries."""
+    found: dict[str, Any] = {}
+    unread: dict[str, str] = {}
+    for account, future in futures.items():
+        try:
+            found[account] = future.result()
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            unread[account] = describe(exc)
+            log.warning("role assignments of %s unreadable: %s", account, describe(exc))
+    return found, unread
 
 
 def _access(future: Any) -> tuple[dict[str, Any], str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from responders.core.catalogue import arm_actions
+from responders.core.catalogue import ROLE_ASSIGNMENTS, arm_actions, restore_arm_actions
 from responders.core.parse import OPERATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +45,25 @@ SDK_ACTIONS: dict[tuple[str, str], str] = {
     ("blob_containers", "get"): f"{CONTAINERS}/read",
     ("blob_containers", "update"): f"{CONTAINERS}/write",
     ("blob_containers", "create"): f"{CONTAINERS}/write",
+    # azure-mgmt-authorization 4.x
+    ("role_assignments", "list_for_scope"): f"{ROLE_ASSIGNMENTS}/read",
+    ("role_assignments", "get"): f"{ROLE_ASSIGNMENTS}/read",
+    ("role_assignments", "delete"): f"{ROLE_ASSIGNMENTS}/delete",
+    ("role_assignments", "create"): f"{ROLE_ASSIGNMENTS}/write",
 }
 GROUPS = frozenset(group for group, _ in SDK_ACTIONS)
 
-# Actions the responder must never hold: each one mints or reveals a credential.
+# Actions the responder must never hold: each one mints or reveals a credential, or grants any role
+# to anyone (the responder itself included).
 FORBIDDEN = frozenset(
-    a.lower() for a in (f"{SA}/listkeys/action", f"{SA}/ListAccountSas/action", f"{SA}/listServiceSas/action")
+    a.lower()
+    for a in (
+        f"{SA}/listkeys/action",
+        f"{SA}/ListAccountSas/action",
+        f"{SA}/listServiceSas/action",
+        f"{ROLE_ASSIGNMENTS}/write",
+        "Microsoft.Authorization/roleDefinitions/write",
+    )
 )
 
 RISKY_OPERATIONS = [
@@ -229,8 +242,8 @@ def test_custom_role_grants_exactly_what_the_code_calls() -> None:
     uses, problems = find_sdk_uses(SOURCE, ())
     assert not problems, "\n".join(problems)
     assert uses, (
-        "found no `.storage_accounts.<method>` or `.blob_containers.<method>` call under "
-        "responders/: the custom role cannot be checked against the code"
+        "found no `.storage_accounts.<method>`, `.blob_containers.<method>` or "
+        "`.role_assignments.<method>` call under responders/: the custom role cannot be checked"
     )
     used, unknown = actions_for(uses)
     assert not unknown, (
@@ -239,12 +252,15 @@ def test_custom_role_grants_exactly_what_the_code_calls() -> None:
     )
     path, body = custom_role()
     declared = lower(arm_actions())
-    for what, have in (
-        (f"{path.relative_to(ROOT)} (the custom role)", lower(role_actions(body))),
-        ("the SDK calls in responders/", lower(used)),
+    # restore re-creates what a step removed with rights the role does not grant (a human's)
+    restore_only = lower(restore_arm_actions())
+    assert not restore_only.keys() & lower(role_actions(body)).keys(), "the role grants restore-only actions"
+    for what, have, want in (
+        (f"{path.relative_to(ROOT)} (the custom role)", lower(role_actions(body)), declared),
+        ("the SDK calls in responders/", lower(used), {**declared, **restore_only}),
     ):
-        missing = sorted(declared[k] for k in declared.keys() - have.keys())
-        extra = sorted(have[k] for k in have.keys() - declared.keys())
+        missing = sorted(want[k] for k in want.keys() - have.keys())
+        extra = sorted(have[k] for k in have.keys() - want.keys())
         report = (
             f"{what} does not match the ARM actions responders/core/catalogue.py declares.\n"
             f"  declared but not there: {missing}\n"
@@ -326,7 +342,9 @@ def test_custom_role_is_narrow() -> None:
     assert len(actions) == len(lower(actions)), f"duplicate actions in {actions}"
     assert not [a for a in actions if "*" in a], f"wildcards in {actions}"
     assert not [a for a in actions if a.lower() in FORBIDDEN], f"credential-minting actions in {actions}"
-    assert not [a for a in actions if not a.lower().startswith(SA.lower() + "/")], actions
+    # storage management, plus reading and deleting role assignments (never creating them)
+    others = [a for a in actions if not a.lower().startswith(SA.lower() + "/")]
+    assert sorted(others) == [f"{ROLE_ASSIGNMENTS}/delete", f"{ROLE_ASSIGNMENTS}/read"], actions
     for key in ("notActions", "dataActions", "notDataActions"):
         assert role_actions(body, key) == [], f"{key} must be empty"
     assert re.search(r"type\s*:\s*'CustomRole'", body)

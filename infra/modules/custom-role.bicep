@@ -3,7 +3,10 @@
 // responders/core/catalogue.py and with the code). It can read accounts and containers, turn
 // public access off, regenerate keys and revoke user-delegation keys. It can NOT list keys or
 // create SAS (listkeys/action, ListAccountSas/action, listServiceSas/action): a responder that
-// can mint credentials would be a leak path itself. No wildcards.
+// can mint credentials would be a leak path itself. It can read and delete role assignments (to
+// remove an implicated service principal's roles on an account) but NOT create them
+// (roleAssignments/write would let it grant itself any role): re-creating removed assignments is
+// `restore`, run by a human who holds that right. No wildcards.
 targetScope = 'subscription'
 
 param roleName string = 'Synthetic Leak Responder'
@@ -19,7 +22,7 @@ resource responderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, roleName)
   properties: {
     roleName: roleName
-    description: 'Contain leaks of synthetic datasets: read storage accounts and containers, disable public blob access, regenerate account keys, revoke user delegation keys.'
+    description: 'Contain leaks of synthetic datasets: read storage accounts and containers, disable public blob access, regenerate account keys, revoke user delegation keys, remove an implicated principal\'s role assignments.'
     type: 'CustomRole'
     permissions: [
       {
@@ -30,6 +33,8 @@ resource responderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Storage/storageAccounts/revokeUserDelegationKeys/action'
           'Microsoft.Storage/storageAccounts/blobServices/containers/read'
           'Microsoft.Storage/storageAccounts/blobServices/containers/write'
+          'Microsoft.Authorization/roleAssignments/read'
+          'Microsoft.Authorization/roleAssignments/delete'
         ]
         notActions: []
         dataActions: []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from responders.actions.authorization import RemoveRoleAssignments
 from responders.actions.identity import DisableServicePrincipal, principal_state
 from responders.actions.storage import (
     DisablePublicAccess,
@@ -68,4 +69,5 @@ HANDLERS: dict[str, Handler] = register(
     DisableServicePrincipal(),
     RestrictNetwork(),
     DisableSharedKey(),
+    RemoveRoleAssignments(),
 )

@@ -12,15 +12,21 @@ from dataclasses import dataclass
 
 SA = "Microsoft.Storage/storageAccounts"
 CONTAINERS = f"{SA}/blobServices/containers"
+ROLE_ASSIGNMENTS = "Microsoft.Authorization/roleAssignments"
 # the Graph application permissions that let the responder disable a service principal (one of them)
 GRAPH_PERMISSIONS = ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy")
-# what gathering the facts reads before any action: the account and its containers
-GATHER_ARM_ACTIONS = (f"{SA}/read", f"{CONTAINERS}/read")
+# what gathering the facts reads before any action: the account, its containers and (when a principal is
+# implicated) the role assignments that apply to the account
+GATHER_ARM_ACTIONS = (f"{SA}/read", f"{CONTAINERS}/read", f"{ROLE_ASSIGNMENTS}/read")
 
 
 @dataclass(frozen=True)
 class ActionSpec:
-    """What one action kind is; `does` and `undo` are the README table's cells, word for word."""
+    """What one action kind is; `does` and `undo` are the README table's cells, word for word.
+
+    `arm_actions` is what the responder's own role grants for the step; `restore_arm_actions` is what
+    undoing it needs beyond that, held by whoever runs `restore`, never by the responder.
+    """
 
     kind: str
     does: str
@@ -29,6 +35,7 @@ class ActionSpec:
     arm_actions: tuple[str, ...] = ()
     graph_permissions: tuple[str, ...] = ()
     approval: str = "auto"
+    restore_arm_actions: tuple[str, ...] = ()
 
 
 CATALOGUE: dict[str, ActionSpec] = {
@@ -104,6 +111,23 @@ CATALOGUE: dict[str, ActionSpec] = {
             arm_actions=(f"{SA}/read", f"{SA}/write"),
             approval="approval",
         ),
+        ActionSpec(
+            kind="authorization.remove_role_assignments",
+            does=(
+                "deletes the implicated service principal's role assignments at or under the account (by "
+                "object id only); Azure applies a removal within up to 10 minutes; assignments inherited "
+                "from the resource group or subscription are left and reported"
+            ),
+            reversible=True,
+            undo=(
+                "re-create each recorded assignment (same name, role, scope, principal, condition); "
+                "`restore` needs an identity holding Microsoft.Authorization/roleAssignments/write there, "
+                "which the responder's role does not grant"
+            ),
+            arm_actions=(f"{ROLE_ASSIGNMENTS}/read", f"{ROLE_ASSIGNMENTS}/delete"),
+            restore_arm_actions=(f"{ROLE_ASSIGNMENTS}/write",),
+            approval="approval",
+        ),
     )
 }
 ACTION_KINDS = tuple(CATALOGUE)
@@ -113,6 +137,11 @@ REVERSIBLE = {kind: spec.reversible for kind, spec in CATALOGUE.items()}
 def arm_actions() -> frozenset[str]:
     """Every Resource Manager action the responder needs: what the custom role must grant, exactly."""
     return frozenset(GATHER_ARM_ACTIONS).union(*(s.arm_actions for s in CATALOGUE.values()))
+
+
+def restore_arm_actions() -> frozenset[str]:
+    """What undoing the reversible steps calls beyond the responder's role (the restoring human holds it)."""
+    return frozenset().union(*(s.restore_arm_actions for s in CATALOGUE.values())) - arm_actions()
 
 
 def check_handlers(kinds: list[str]) -> None:

@@ -182,6 +182,31 @@ class PrincipalFacts:
 
 
 @dataclass(frozen=True)
+class RoleAssignmentFacts:
+    """One Azure role assignment that applies to an account, as Resource Manager lists it."""
+
+    name: str  # a GUID, unique across every scope
+    scope: str
+    role_definition_id: str
+    principal_id: str
+    principal_type: str = ""
+    condition: str = ""
+    condition_version: str = ""
+    description: str = ""
+
+    def relation(self, account_id: str) -> str:
+        """ "at" or "under" the account (removable there), "above" it (inherited), or "" (elsewhere)."""
+        scope, account = self.scope.lower().rstrip("/"), account_id.lower().rstrip("/")
+        if scope == account:
+            return "at"
+        if scope.startswith(account + "/"):
+            return "under"
+        if scope == "" or account.startswith(scope + "/"):
+            return "above"
+        return ""
+
+
+@dataclass(frozen=True)
 class Facts:
     """Current state of everything a signal names, read once before classifying."""
 
@@ -192,6 +217,10 @@ class Facts:
     access: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     # why the storage logs could not be read (then `access` is empty: nothing is known)
     evidence_error: str = ""
+    # account id -> every role assignment that applies at, above or below it (all principals), read when
+    # the signal implicates a principal; an account absent here was not read, or failed (see the error)
+    role_assignments: Mapping[str, tuple[RoleAssignmentFacts, ...]] = field(default_factory=dict)
+    role_assignments_error: Mapping[str, str] = field(default_factory=dict)
 
 
 class Verdict(NamedTuple):

@@ -148,6 +148,17 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
             object_id,
             "application identity that obtained access to synthetic data",
         )
+    for object_id, account_id, why in _role_steps(signal, facts, verdict, policy):
+        if why:
+            builder.skipped.append((f"authorization.remove_role_assignments {account_id} {object_id}", why))
+            continue
+        builder.add(
+            "authorization.remove_role_assignments",
+            account_id,
+            f"service principal {object_id} holds role assignments on the account: its tokens, issued "
+            "ones included, keep that access until they are removed",
+            {"principal": object_id},
+        )
     return Plan(incident, signal, verdict, tuple(builder.actions), tuple(builder.skipped))
 
 
@@ -354,6 +365,50 @@ def _principal_guardrails(
             out.append((object_id, f"cannot be disabled: {why}"))
         else:
             out.append((object_id, ""))
+    return out
+
+
+def _role_steps(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> list[tuple[str, str, str]]:
+    """(principal, account, why not) for each implicated service principal holding role assignments at
+    or under an in-scope, non-exempt synthetic account ("" when they are removed).
+
+    The facts decide: where they show no assignment of the principal at or under the account there
+    is nothing to remove (inherited ones are a path this step leaves open, said as a skip); where the
+    read failed, the step is planned and its own read decides (and records the failure). The same
+    guardrails as disabling: principals.allow, only service principals by object id, never the
+    responder itself.
+    """
+    accounts = [a for a in verdict.synthetic_accounts if a not in verdict.blocked]
+    own = set(policy.responder_object_ids)
+    out: list[tuple[str, str, str]] = []
+    for object_id in _principal_candidates(signal, facts):
+        principal = facts.principals.get(object_id)
+        if principal is not None and not principal.found:
+            continue  # not a service principal (a user, or gone)
+        for account_id in accounts:
+            held = [r for r in facts.role_assignments.get(account_id, ()) if r.principal_id == object_id]
+            removable = [r for r in held if r.relation(account_id) in ("at", "under")]
+            if not removable and account_id not in facts.role_assignments_error:
+                inherited = sorted({r.scope for r in held if r.relation(account_id) == "above"})
+                if inherited and object_id not in own:
+                    out.append(
+                        (
+                            object_id,
+                            account_id,
+                            "no role assignment at or under the account to remove; inherited from "
+                            f"{', '.join(inherited)} (left in place: removing it there reaches beyond "
+                            "the account)",
+                        )
+                    )
+                continue
+            if object_id in own:
+                out.append((object_id, account_id, "the responder's own role assignments are never removed"))
+            elif not policy.principal_in_scope(object_id, principal.app_id if principal else ""):
+                out.append((object_id, account_id, "outside the policy's principal scope (principals.allow)"))
+            elif not policy.disable_principals and signal.kind is not SignalKind.MANUAL:
+                out.append((object_id, account_id, "policy acts on no service principals automatically"))
+            else:
+                out.append((object_id, account_id, ""))
     return out
 
 
