@@ -351,3 +351,19 @@ def test_restore_without_a_recorded_state_writes_nothing(make_harness) -> None:
         with pytest.raises(ValueError, match="no recorded"):
             handler.restore(h.rt.clients, action, {})
     assert h.writes() == []
+
+
+def test_restore_refuses_when_a_rule_was_added_after_the_restriction(make_harness) -> None:
+    h = make_harness(tenant=tenant(networkAcls=OPEN_ACLS), policy=policy())
+    result = request(h, "storage.restrict_network", "change-net-5")
+    approve(h, result["incident"])
+    with h.sim.state.locked() as state:  # someone lets an address in by hand since
+        acls = state.accounts[ACCOUNT]["properties"]["networkAcls"]
+        acls["ipRules"].append({"value": ATTACKER_IP, "action": "Allow"})
+    kept = copy.deepcopy(shown(h)["networkAcls"])
+    writes = len(h.writes())
+    restored = restore(h, result["incident"])
+    assert restored["restored"] == []
+    assert any("not what this incident left" in r["why"] for r in restored["refused"]), restored["refused"]
+    assert len(h.writes()) == writes
+    assert shown(h)["networkAcls"] == kept
