@@ -221,6 +221,7 @@ class OfflineClassifier:
             caller,
             signal.apps,
             signal.kind is SignalKind.ALERT,
+            bool(signal.access),
         )
         facts = snap.facts.get(key)
         if facts is not None:
@@ -233,7 +234,8 @@ class OfflineClassifier:
             object_id = snap.by_app.get(app.lower())
             if object_id:
                 principal_facts.setdefault(object_id, snap.principal(object_id))
-        alert = signal.kind is SignalKind.ALERT and self.policy.alert_credentials == "evidence"
+        evidence = self.policy.alert_credentials == "evidence"
+        alert = signal.kind is SignalKind.ALERT and not signal.access and evidence
         access = {a: seen for a in signal.accounts if (seen := snap.access(a)) is not None} if alert else {}
         accounts = {
             a: as_read(snap.account(a), self.policy, tuple(c for n, c in signal.containers if n == a))

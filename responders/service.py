@@ -163,8 +163,13 @@ def gather_facts(signal: Signal, rt: Runtime) -> Facts:
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="facts") as pool:
         access = None
         # the storage logs' authentication types decide an alert's credential steps (policy "evidence"),
-        # and tell whether turning shared key off would refuse callers that sign with keys or SAS
-        wants_logs = signal.kind is SignalKind.ALERT and rt.settings.policy.alert_credentials == "evidence"
+        # and tell whether turning shared key off would refuse callers that sign with keys or SAS; an alert
+        # that states its authentication itself (Defender for Storage) waits for no query
+        wants_logs = (
+            signal.kind is SignalKind.ALERT
+            and not signal.access
+            and rt.settings.policy.alert_credentials == "evidence"
+        )
         wants_logs = wants_logs or "storage.disable_shared_key" in signal.requested_actions
         if wants_logs and signal.accounts and rt.settings.log_analytics_workspace_id:
             from responders.evidence import access_by_account

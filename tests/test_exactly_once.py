@@ -69,7 +69,7 @@ def assert_contained_once(h: Harness, writes: Counter[tuple[str, str, str]]) -> 
     repeated = {k: n for k, n in writes.items() if n > 1}
     assert not repeated, f"writes repeated: {repeated}"
     regenerations = [k for k in writes if k[1].endswith("/regeneratekey")]
-    assert len(regenerations) == 8
+    assert len(regenerations) == 10
     disables = [k for k in writes if "/serviceprincipals/" in k[1]]
     assert len(disables) == 2
     snap = h.sim.state.snapshot()

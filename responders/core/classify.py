@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 
+from responders.core import defender
 from responders.core.model import AccountFacts, Facts, Signal, SignalKind, Verdict
 from responders.core.policy import Policy
 
@@ -221,6 +222,13 @@ def classify(signal: Signal, facts: Facts, policy: Policy, echo: str = "") -> Ve
             if why:
                 base = "high"
                 reasons.append(f"{account_id}: {why}")
+            if signal.access:
+                reasons.append(f"{account_id}: the alert states the access used: {', '.join(signal.access)}")
+            if defender.is_sensitive(signal.operation):
+                base = SEVERITIES[min(SEVERITIES.index(base) + 1, len(SEVERITIES) - 1)]
+                reasons.append(
+                    f"{account_id}: severity {base}: a .Sensitive alert (Defender found sensitive data there)"
+                )
         level, why = provenance_severity(account, policy, base)
         if why:
             reasons.append(f"{account_id}: severity {level}: {', '.join(why)}")

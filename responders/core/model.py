@@ -75,6 +75,10 @@ class Signal(NamedTuple):
     search_query: str = ""
     search_window: tuple[str, str] = ("", "")
     notes: tuple[str, ...] = ()
+    # how the access an alert reports was authenticated, as the alert itself states it (Defender for
+    # Storage's "Authentication type"), in the storage logs' vocabulary (core.paths.EVIDENCE_KINDS);
+    # empty when the signal does not say, and then the storage logs or the policy decide
+    access: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from responders.core import defender
 from responders.core.arm import _parse_storage_id, parse_incident_id, parse_storage_id
 from responders.core.model import BadInput, Caller, Signal, SignalKind
 
@@ -41,7 +42,7 @@ _new = tuple.__new__
 assert Caller._fields == ("object_id", "app_id", "ip", "principal_type", "name")
 assert " ".join(Signal._fields) == (
     "id source kind event_type occurred_at subject incident_id correlation_id operation accounts containers"
-    " blob caller principals apps ips title requested_actions search_query search_window notes"
+    " blob caller principals apps ips title requested_actions search_query search_window notes access"
 )
 
 # orjson encodes at most 254 levels; Azure's deepest payloads nest about ten
@@ -206,11 +207,15 @@ def detect_schema(item: Mapping[str, Any]) -> str:
         return "sentinel-incident"
     if "SystemAlertId" in item or "AlertDisplayName" in item or "AlertType" in item:
         return "sentinel-alert"
+    if str(item.get("type", "")).lower() == DEFENDER_ALERT_TYPE and isinstance(
+        item.get("properties"), Mapping
+    ):
+        return "defender-alert"
     if "resourceId" in item or "event" in item:
         return "playbook"
     raise BadInput(
         "unrecognised payload: expected an Event Grid or CloudEvents event, a Sentinel incident "
-        "or alert, an Azure Monitor common-schema alert, or a playbook request"
+        "or alert, a Defender for Cloud alert, an Azure Monitor common-schema alert, or a playbook request"
     )
 
 
@@ -287,6 +292,7 @@ def _resource_signal(
             "",  # search_query
             ("", ""),  # search_window
             notes,
+            (),  # access
         ),
     )
 
@@ -418,7 +424,10 @@ def _entity_targets(
     notes: list[str] = []
     for entity in entities:
         props = p if type(p := entity.get("properties")) is dict or isinstance(p, Mapping) else entity
-        kind = str(entity.get("kind") or entity.get("Type") or "").lower().replace("-", "")
+        # Sentinel's entities name their kind in `kind` or `Type`, the Defender alerts API in `type`
+        kind = (
+            str(entity.get("kind") or entity.get("Type") or entity.get("type") or "").lower().replace("-", "")
+        )
         if kind == "azureresource":
             ref = parse_storage_id(str(props.get("resourceId") or props.get("ResourceId") or ""))
             if ref:
@@ -477,21 +486,27 @@ def parse_sentinel_incident(item: Mapping[str, Any]) -> Signal:
     incident_id = _incident_arm_id(_text(obj, "id", required=True, limit=1024), "object.id")
     props = _mapping(obj, "properties")
     entities = _entities(props.get("relatedEntities"))
+    stated: dict[str, Any] = {}
     for alert in props.get("alerts") or []:
         if isinstance(alert, Mapping):
             alert_props = alert.get("properties") if isinstance(alert.get("properties"), Mapping) else alert
             entities.extend(_entities(alert_props.get("entities") or alert_props.get("Entities")))
+            alert_type = _text(alert_props, "alertType", limit=MAX_ID)
+            if defender.is_storage_alert(alert_type):
+                ext = alert_props.get("extendedProperties") or alert_props.get("additionalData") or {}
+                _merge(stated, _defender_fields(alert_type, ext, "alerts[].properties.extendedProperties"))
+    targets = _targets(entities)
     return Signal(
         id=incident_id.lower(),
         source="sentinel-incident",
-        kind=SignalKind.ALERT,
+        kind=_alert_kind(stated),
         event_type="Microsoft.SecurityInsights/Incidents",
         occurred_at=_text(props, "firstActivityTimeUtc", limit=64)
         or _text(props, "createdTimeUtc", limit=64),
         subject=incident_id,
         incident_id=incident_id,
         title=_text(props, "title")[:512],
-        **_targets(entities),
+        **_with_stated(targets, stated),
     )
 
 
@@ -510,19 +525,169 @@ def parse_sentinel_alert(item: Mapping[str, Any]) -> Signal:
             ref = parse_storage_id(str(ext.get(key, "")))
             if ref:
                 extra.append(ref.account_key)
+    alert_type = _text(item, "AlertType", limit=MAX_ID)
+    stated: dict[str, Any] = {}
+    if defender.is_simulated(alert_type):
+        note = (
+            f"{alert_type[:120]} is a Defender sample alert: its resources are made up, nothing is contained"
+        )
+        stated = {"access": (), "container": "", "simulated": True, "notes": (note,)}
+    elif defender.is_storage_alert(alert_type):
+        # the SecurityAlert row's ResourceId: "full identifier of the affected resource"
+        extra += _storage_ids([_text(item, "ResourceId", limit=1024)], "ResourceId")
+        stated = _defender_fields(alert_type, ext, "ExtendedProperties")
     field = "IncidentArmId" if "IncidentArmId" in item else "incidentArmId"
     incident = _text(item, field, limit=1024)
     incident = _incident_arm_id(incident, field) if incident else ""
+    targets = _targets(entities, extra)
+    if stated and not targets["accounts"]:
+        raise BadInput(f"Defender for Storage alert {alert_type[:120]} names no storage account")
     return Signal(
         id=alert_id.lower(),
         source="sentinel-alert",
-        kind=SignalKind.ALERT,
+        kind=_alert_kind(stated),
         event_type="SecurityAlert",
         occurred_at=_text(item, "StartTime", limit=64) or _text(item, "TimeGenerated", limit=64),
         subject=_text(item, "AlertDisplayName")[:512],
         incident_id=incident,
+        operation=alert_type.lower() if stated else "",
         title=_text(item, "AlertDisplayName")[:512],
-        **_targets(entities, extra),
+        **_with_stated(targets, stated),
+    )
+
+
+DEFENDER_ALERT_TYPE = "microsoft.security/locations/alerts"
+CLOSED_ALERT_STATES = ("resolved", "dismissed")
+
+
+def _storage_ids(values: Iterable[str], field: str) -> list[str]:
+    """The storage accounts among resource ids a Defender alert names. An id that claims to be a
+    storage resource but is not a valid one is refused (it would otherwise be silently dropped and
+    the alert judged as naming nothing); ids of other resource types are not ours to judge."""
+    found = []
+    for value in values:
+        if not value:
+            continue
+        ref = parse_storage_id(value)
+        if ref:
+            found.append(ref.account_key)
+        elif "microsoft.storage" in value.lower():
+            raise BadInput(f"{field} {value[:200]!r} is not a valid storage account ARM id")
+    return found
+
+
+def _defender_fields(alert_type: str, ext: Any, field: str) -> dict[str, Any]:
+    """What a Defender for Storage alert states beyond its entities: the access it saw (its
+    authentication type, in the storage logs' vocabulary), the container, and notes for the record."""
+    if isinstance(ext, str):
+        ext = _embedded_json(ext, field, {})
+    if ext is None:
+        ext = {}
+    if not isinstance(ext, Mapping):
+        raise BadInput(f"{field} must be an object")
+    props = defender.extended(ext)
+    return {
+        "access": defender.stated_access(alert_type, props),
+        "container": defender.container(props),
+        "notes": defender.notes(alert_type, props),
+        "simulated": defender.is_simulated(alert_type),
+    }
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """Several alerts of one incident: the union of what they state."""
+    if not more:
+        return
+    into["access"] = _dedupe([*into.get("access", ()), *more["access"]])
+    into["containers"] = _dedupe(
+        [*into.get("containers", ()), *([more["container"]] if more["container"] else [])]
+    )
+    into["notes"] = _dedupe([*into.get("notes", ()), *more["notes"]])
+    into["simulated"] = into.get("simulated", False) or more["simulated"]
+
+
+def _with_stated(targets: dict[str, Any], stated: dict[str, Any]) -> dict[str, Any]:
+    """Signal fields: the entities' targets plus what Defender alerts state (a container they name is
+    taken in each account they name)."""
+    if not stated:
+        return targets
+    names = stated.get("containers") or ((stated["container"],) if stated.get("container") else ())
+    out = dict(targets)
+    out["containers"] = _dedupe(
+        [*targets["containers"], *((a, c) for a in targets["accounts"] for c in names)]
+    )
+    out["notes"] = _dedupe([*stated["notes"], *targets["notes"]])
+    out["access"] = tuple(stated["access"])
+    return out
+
+
+def _alert_kind(stated: dict[str, Any]) -> SignalKind:
+    """A Defender sample alert names made-up resources: it is recorded, not acted on."""
+    return SignalKind.OTHER if stated.get("simulated") else SignalKind.ALERT
+
+
+def parse_defender_alert(item: Mapping[str, Any]) -> Signal:
+    """A Defender for Cloud alert as the alerts API and workflow automation deliver it (an ARM resource
+    of type Microsoft.Security/locations/alerts). Its id names the alert; nothing is requested from it."""
+    props = _mapping(item, "properties")
+    alert_type = _text(props, "alertType", limit=MAX_ID) or _text(props, "alertName", limit=MAX_ID)
+    if not alert_type:
+        raise BadInput("missing required field 'properties.alertType'")
+    alert_id = (
+        _text(props, "systemAlertId", limit=MAX_ID)
+        or _text(item, "name", limit=MAX_ID)
+        or _text(item, "id", required=True, limit=1024)
+    )
+    entities = _entities(props.get("entities"))
+    identifiers = props.get("resourceIdentifiers") or []
+    if not isinstance(identifiers, list) or not all(isinstance(r, Mapping) for r in identifiers):
+        raise BadInput("properties.resourceIdentifiers must be a list of objects")
+    named = [_text(r, "azureResourceId", limit=1024) for r in identifiers]
+    named.append(_text(props, "associatedResource", limit=1024))  # the 2019 schema's field
+    # a sample alert names made-up resources ("Sample-Storage"): recorded, never resolved
+    simulated = defender.is_simulated(alert_type)
+    storage = defender.is_storage_alert(alert_type) and not simulated
+    accounts = _storage_ids(named, "properties.resourceIdentifiers[].azureResourceId") if storage else []
+    targets = _targets(entities, accounts)
+    stated = (
+        _defender_fields(alert_type, props.get("extendedProperties"), "properties.extendedProperties")
+        if storage
+        else {}
+    )
+    notes: tuple[str, ...] = ()
+    kind = SignalKind.ALERT
+    status = (_text(props, "status", limit=64) or _text(props, "state", limit=64)).lower()
+    if status in CLOSED_ALERT_STATES:
+        kind, notes = SignalKind.OTHER, (f"alert is {status}, not active",)
+    elif simulated:
+        kind = SignalKind.OTHER
+        notes = (
+            f"{alert_type[:120]} is a Defender sample alert: its resources are made up, nothing is contained",
+        )
+    elif not storage:
+        kind, notes = (
+            SignalKind.OTHER,
+            (f"alert type {alert_type[:120]} is not a Defender for Storage alert",),
+        )
+    elif not targets["accounts"]:
+        raise BadInput(f"Defender for Storage alert {alert_type[:120]} names no storage account")
+    fields = _with_stated(targets, stated)
+    fields["notes"] = _dedupe([*notes, *fields["notes"]])
+    if kind is SignalKind.ALERT:
+        kind = _alert_kind(stated)
+    title = _text(props, "alertDisplayName")[:512]
+    return Signal(
+        id=f"defender:{alert_id}".lower(),
+        source="defender-alert",
+        kind=kind,
+        event_type="Microsoft.Security/locations/alerts",
+        occurred_at=_text(props, "startTimeUtc", limit=64)
+        or _text(props, "detectedTimeUtc", limit=64)
+        or _text(props, "timeGeneratedUtc", limit=64),
+        subject=title,
+        operation=alert_type.lower(),
+        title=title,
+        **fields,
     )
 
 
@@ -647,6 +812,8 @@ def parse_item(item: Any, *, now: str) -> Signal:
         return parse_sentinel_incident(item)
     if schema == "sentinel-alert":
         return parse_sentinel_alert(item)
+    if schema == "defender-alert":
+        return parse_defender_alert(item)
     if "event" in item and "resourceId" not in item:
         if not isinstance(item["event"], Mapping):
             raise BadInput("event must be a JSON object")

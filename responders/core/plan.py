@@ -6,8 +6,9 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 
+from responders.core import paths
 from responders.core.catalogue import REVERSIBLE
-from responders.core.classify import CREDENTIAL_KINDS, EXPOSURE_KINDS
+from responders.core.classify import CREDENTIAL_KINDS
 from responders.core.model import (
     AccountFacts,
     Action,
@@ -87,61 +88,28 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
     if not verdict.leak:
         return Plan(incident, signal, verdict, (), tuple(builder.skipped))
 
-    exposure = signal.kind in (*EXPOSURE_KINDS, SignalKind.ALERT, SignalKind.MANUAL)
     for account_id in verdict.synthetic_accounts:
         if account_id in verdict.blocked:
             builder.skipped.append((account_id, verdict.blocked[account_id]))
             continue
         account = facts.accounts[account_id]
-        rotate, revoke_udk = _credential_steps(signal, facts.access.get(account_id), policy)
-        if signal.kind is SignalKind.ALERT and not rotate:
-            seen = ", ".join(sorted(facts.access.get(account_id) or {})) or "no access at all"
-            why = (
-                "keys not rotated: policy alerts.revoke_credentials is never"
-                if policy.alert_credentials == "never"
-                else f"keys not rotated: the storage logs show {seen}"
-            )
-            builder.skipped.append((f"storage.regenerate_key {account_id}", why))
-        if exposure:
-            if account.account_public_allowed:
-                builder.add(
-                    "storage.disable_public_access", account_id, "account allows anonymous blob access"
-                )
-            for container in account.public_containers:
-                builder.add(
-                    "storage.make_container_private",
-                    account_id,
-                    f"container {container.name} grants {container.public_access} public access",
-                    {"container": container.name},
-                )
-        if rotate:
-            first = builder.add(
-                "storage.regenerate_key",
-                account_id,
-                "invalidate listed keys and every account/service SAS signed with key1",
-                {"key_name": "key1"},
-            )
-            builder.add(
-                "storage.regenerate_key",
-                account_id,
-                "invalidate listed keys and every account/service SAS signed with key2",
-                {"key_name": "key2"},
-                after=(first,),
-            )
-        if revoke_udk:
-            builder.add(
-                "storage.revoke_user_delegation_keys",
-                account_id,
-                "invalidate every user-delegation SAS issued for the account",
-            )
-        if "storage.restrict_network" in builder.requested:
-            _restrict_network(builder, account, policy)
-        if "storage.disable_shared_key" in builder.requested:
-            _disable_shared_key(builder, account, facts.access.get(account_id))
+        revealed, skip = account_paths(signal, account, facts.access.get(account_id), policy)
+        if skip:
+            builder.skipped.append((f"storage.regenerate_key {account_id}", skip))
+        kinds = paths.steps(revealed, policy.paths, ACTION_KINDS)
+        # the network and shared-key steps are planned when a path's row names them, or when asked for
+        kinds += [k for k in REQUESTED_ONLY if k in builder.requested and k not in kinds]
+        for kind in kinds:
+            cuts = paths.cutting(kind, revealed, policy.paths)
+            _account_step(builder, kind, account_id, account, cuts, facts.access.get(account_id), policy)
 
+    principal_steps = "identity.disable_service_principal" in policy.paths.get(paths.ENTRA_TOKEN, ())
     for object_id, why in _principal_guardrails(signal, facts, verdict, policy):
         if why:
             builder.skipped.append((object_id, why))
+            continue
+        if not principal_steps:
+            builder.skipped.append((object_id, "the policy's paths.entra-token does not disable principals"))
             continue
         builder.add(
             "identity.disable_service_principal",
@@ -305,7 +273,6 @@ def cannot_disable(principal: PrincipalFacts | None, policy: Policy) -> str:
     return ""
 
 
-KEY_AUTH = ("sas", "accountkey")
 # Get User Delegation Key is a data-plane request (no Resource Manager event): seen in StorageBlobLogs,
 # it is counted apart from the authentication types, and calls for revoking user-delegation keys
 UDK_OPERATION, UDK_ACCESS = "getuserdelegationkey", "user-delegation-key"
@@ -318,20 +285,93 @@ def access_kinds(auth: object, operation: object) -> tuple[str, ...]:
     return (*kinds, UDK_ACCESS) if str(operation or "").lower() == UDK_OPERATION else kinds
 
 
-def _credential_steps(signal: Signal, access: Mapping[str, int] | None, policy: Policy) -> tuple[bool, bool]:
-    """(rotate keys, revoke user-delegation keys). For an alert, rotation (which breaks every
-    legitimate key user) is justified by key or SAS access in the logs, or by not knowing, unless the
-    policy says always or never."""
-    if signal.kind in (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.MANUAL):
-        return True, True
-    if signal.kind is SignalKind.USER_DELEGATION_KEY:
-        return False, True
-    if signal.kind is not SignalKind.ALERT or policy.alert_credentials == "never":
-        return False, False
-    if access is None or policy.alert_credentials == "always":
-        return True, True
-    seen = {auth.lower() for auth in access}
-    return bool(seen & set(KEY_AUTH)), bool(seen & {"sas", UDK_ACCESS})
+def account_paths(
+    signal: Signal, account: AccountFacts, access: Mapping[str, int] | None, policy: Policy
+) -> tuple[list[str], str]:
+    """The access paths to cut on one account, and why keys are not rotated ("" when they are or the
+    signal is no alert). An alert's paths come from what it states (Defender's authentication type),
+    else from the storage logs; rotation breaks every legitimate key user, so it needs key or SAS
+    access shown, or not knowing, unless the policy says always or never. A generic alert also closes
+    public access, as does any alert on an account that is publicly readable now."""
+    if signal.kind is not SignalKind.ALERT:
+        return list(paths.signal_paths(signal)), ""
+    stated = bool(signal.access)
+    found: list[str] = []
+    if not stated or paths.ANONYMOUS in paths.evidence_paths(signal.access) or _exposure_open(account):
+        found.append(paths.ANONYMOUS)
+    if policy.alert_credentials == "never":
+        credential: tuple[str, ...] = ()
+    elif policy.alert_credentials == "always":
+        credential = (paths.UNKNOWN,)
+    elif stated:
+        credential = paths.evidence_paths(signal.access)
+    elif access is None:
+        credential = (paths.UNKNOWN,)
+    else:
+        credential = paths.evidence_paths(access)
+    found += [p for p in credential if p not in found]
+    if "storage.regenerate_key" in paths.steps(found, policy.paths, ACTION_KINDS):
+        return found, ""
+    if policy.alert_credentials == "never":
+        return found, "keys not rotated: policy alerts.revoke_credentials is never"
+    if stated:
+        return found, f"keys not rotated: the alert states {', '.join(signal.access)} access"
+    seen = ", ".join(sorted(access or {})) or "no access at all"
+    return found, f"keys not rotated: the storage logs show {seen}"
+
+
+def _exposure_open(account: AccountFacts) -> bool:
+    """Publicly readable now: the account allows public access and a container grants it."""
+    return account.account_public_allowed and bool(account.public_containers)
+
+
+# planned on a manual request that names them, unless a row of the policy's paths table does
+REQUESTED_ONLY = ("storage.restrict_network", "storage.disable_shared_key")
+
+
+def _account_step(
+    builder: _Builder,
+    kind: str,
+    account_id: str,
+    account: AccountFacts,
+    cuts: list[str],
+    access: Mapping[str, int] | None,
+    policy: Policy,
+) -> None:
+    """The actions of one kind on one account, as its facts call for them."""
+    why = f" (cuts {', '.join(cuts)})"
+    if kind == "storage.disable_public_access":
+        if account.account_public_allowed:
+            builder.add(kind, account_id, "account allows anonymous blob access" + why)
+    elif kind == "storage.make_container_private":
+        for container in account.public_containers:
+            builder.add(
+                kind,
+                account_id,
+                f"container {container.name} grants {container.public_access} public access" + why,
+                {"container": container.name},
+            )
+    elif kind == "storage.regenerate_key":
+        first = builder.add(
+            kind,
+            account_id,
+            "invalidate listed keys and every account/service SAS signed with key1" + why,
+            {"key_name": "key1"},
+        )
+        builder.add(
+            kind,
+            account_id,
+            "invalidate listed keys and every account/service SAS signed with key2" + why,
+            {"key_name": "key2"},
+            after=(first,),
+        )
+    elif kind == "storage.revoke_user_delegation_keys":
+        builder.add(kind, account_id, "invalidate every user-delegation SAS issued for the account" + why)
+    elif kind == "storage.restrict_network":
+        _restrict_network(builder, account, policy)
+    elif kind == "storage.disable_shared_key":
+        _disable_shared_key(builder, account, access)
+    # identity.disable_service_principal acts on principals, not on the account: planned below
 
 
 def _principal_guardrails(

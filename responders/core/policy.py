@@ -11,6 +11,7 @@ from responders.core.catalogue import ACTION_KINDS, CATALOGUE, GRAPH_PERMISSIONS
 from responders.core.model import BadInput
 from responders.core.network import TrustedNetwork, trusted_from_policy
 from responders.core.parse import is_guid
+from responders.core.paths import DEFAULT_STEPS, PATHS
 
 APPROVAL_MODES = ("auto", "approval")
 # When an alert names a synthetic account: rotate its keys and revoke its user-delegation keys only
@@ -29,6 +30,25 @@ def _lower_values(raw: Mapping[str, Any], what: str) -> dict[str, tuple[str, ...
             raise BadInput(f"policy: {what}.{key} must be a string or a list of strings")
         out[str(key).lower()] = tuple(v.lower() for v in values)
     return out
+
+
+def _paths(raw: Any) -> dict[str, tuple[str, ...]]:
+    """The path -> steps table: the defaults, with the rows the policy gives replacing theirs."""
+    table = dict(DEFAULT_STEPS)
+    if raw is None:
+        return table
+    if not isinstance(raw, Mapping):
+        raise BadInput("policy: paths must be a mapping of access path -> list of actions")
+    for name, kinds in raw.items():
+        if name not in PATHS:
+            raise BadInput(f"policy: paths names unknown access path {name!r}; known: {', '.join(PATHS)}")
+        if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+            raise BadInput(f"policy: paths.{name} must be a list of action names")
+        for kind in kinds:
+            if kind not in ACTION_KINDS:
+                raise BadInput(f"policy: paths.{name} names unknown action {kind!r}")
+        table[name] = tuple(dict.fromkeys(kinds))
+    return table
 
 
 def _default_approval() -> dict[str, str]:
@@ -57,6 +77,8 @@ class Policy:
     guarantee_tag: str = "privacy-guarantee"
     fidelity_tag: str = "fidelity"
     approval: Mapping[str, str] = field(default_factory=_default_approval)
+    # access path -> the actions that cut it (core.paths; README "Which path, which step")
+    paths: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_STEPS))
     disable_principals: bool = True
     dedupe_window_seconds: int = 900
     alert_credentials: str = "evidence"
@@ -83,6 +105,7 @@ class Policy:
             "alerts",
             "principals",
             "network",
+            "paths",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -157,6 +180,7 @@ class Policy:
             guarantee_tag=str(prov.get("guarantee_tag", cls.guarantee_tag)).lower(),
             fidelity_tag=str(prov.get("fidelity_tag", cls.fidelity_tag)).lower(),
             approval=approval,
+            paths=_paths(raw.get("paths")),
             disable_principals=disable,
             dedupe_window_seconds=window,
             alert_credentials=credentials,
