@@ -65,6 +65,7 @@ EVIDENCE_PATHS: dict[str, str] = {
 SIGNAL_PATHS: dict[SignalKind, tuple[str, ...]] = {
     SignalKind.PUBLIC_ACCESS_CHANGED: (ANONYMOUS,),
     SignalKind.BLOB_CREATED: (ANONYMOUS,),
+    SignalKind.SWEEP: (ANONYMOUS,),  # an exposure the sweep found open
     SignalKind.KEYS_LISTED: (ACCOUNT_KEY, USER_DELEGATION_SAS, ENTRA_TOKEN),
     SignalKind.USER_DELEGATION_KEY: (USER_DELEGATION_SAS, ENTRA_TOKEN),
     # a manual request contains every path this responder can cut
