@@ -21,6 +21,7 @@ from responders.core.model import (
     Facts,
     Plan,
     PrincipalFacts,
+    RoleAssignmentFacts,
     Signal,
     SignalKind,
 )
@@ -64,6 +65,7 @@ class _Snapshot:
                 seen = self.access_by_name.setdefault(str(row.get("AccountName", "")).lower(), {})
                 for kind in access_kinds(row.get("AuthenticationType"), row.get("OperationName")):
                     seen[kind] = seen.get(kind, 0) + 1
+        self.roles = tuple(_role_facts(r) for r in tenant.get("roleAssignments") or [])
         self.accounts: dict[str, AccountFacts] = {}
         self.principals: dict[str, PrincipalFacts] = {}
         self.facts: dict[tuple[Any, ...], Facts] = {}
@@ -146,6 +148,26 @@ def as_read(facts: AccountFacts, policy: Policy, containers: tuple[str, ...]) ->
         for c in facts.containers
     )
     return replace(facts, containers=kept)
+
+
+def _role_facts(seed: Mapping[str, Any]) -> RoleAssignmentFacts:
+    """A role assignment seed, flat (name, scope, ...) or as Azure lists it (id, properties)."""
+    props = {
+        **{k: v for k, v in seed.items() if k not in ("id", "properties")},
+        **(seed.get("properties") or {}),
+    }
+    rid = str(seed.get("id", ""))
+    scope = props.get("scope") or rid[: rid.lower().rfind("/providers/microsoft.authorization/")]
+    return RoleAssignmentFacts(
+        name=str(seed.get("name") or rid.rsplit("/", 1)[-1]).lower(),
+        scope="/" + str(scope).strip("/"),
+        role_definition_id=str(props.get("roleDefinitionId", "")),
+        principal_id=str(props.get("principalId", "")).lower(),
+        principal_type=str(props.get("principalType") or "ServicePrincipal"),
+        condition=str(props.get("condition") or ""),
+        condition_version=str(props.get("conditionVersion") or ""),
+        description=str(props.get("description") or ""),
+    )
 
 
 def _principal_facts(object_id: str, seed: Mapping[str, Any]) -> PrincipalFacts:
@@ -241,7 +263,13 @@ class OfflineClassifier:
             a: as_read(snap.account(a), self.policy, tuple(c for n, c in signal.containers if n == a))
             for a in signal.accounts
         }
-        facts = Facts(accounts=accounts, principals=principal_facts, access=access)
+        # as gather_facts: who holds which role on each account, when a principal is implicated
+        roles = (
+            {a: tuple(r for r in snap.roles if r.relation(a)) for a in signal.accounts}
+            if principals or signal.apps
+            else {}
+        )
+        facts = Facts(accounts=accounts, principals=principal_facts, access=access, role_assignments=roles)
         if len(snap.facts) < self.max_shapes:
             snap.facts[key] = facts
         return facts

@@ -343,3 +343,22 @@ def test_the_plan_never_removes_the_responders_own_or_an_unlisted_principals_ass
     )
     facts = unread
     assert steps(ETL_SP) == ([(account, {"principal": ETL_SP})], [])
+
+
+def test_offline_replay_plans_the_removal_the_tenant_would(make_harness) -> None:
+    """The offline classifier reads the snapshot's roleAssignments as gathering the facts reads Azure."""
+    from responders.offline import OfflineClassifier
+
+    h = make_harness(dry_run=True, tenant=claims_tenant())
+    [event] = sample("03-listkeys-by-app.json")
+    status, body, _ = h.http("alerts", [event])
+    assert status == 200, body
+    online = [(a["kind"], a["target"], a["params"]) for a in body["results"][0]["plan"]]
+    offline = OfflineClassifier(claims_tenant(), h.rt.settings.policy).plan(event)
+    assert [(a.kind, a.target, dict(a.params)) for a in offline.actions] == online
+    assert (KIND, CLAIMS.lower(), {"principal": ETL_SP}) in online
+    inherited_only = tenant(
+        seed(ON_GROUP, f"/subscriptions/{SUB}/resourceGroups/rg-synth-prod", READER, ETL_SP)
+    )
+    skipped = OfflineClassifier(inherited_only, h.rt.settings.policy).plan(event).skipped
+    assert [w for w, _ in skipped if w.startswith(KIND)] == [f"{KIND} {CLAIMS.lower()} {ETL_SP}"]
