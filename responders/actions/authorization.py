@@ -105,10 +105,10 @@ def read_account_roles(clients: Clients, account_id: str) -> tuple[RoleAssignmen
 
 
 def _principal_records(clients: Clients, ref: StorageRef, principal: str) -> list[dict[str, Any]]:
-    """The principal's assignments at, above or below the account (`principalId eq`, GUID checked)."""
-    listed = clients.authorization(ref.subscription).role_assignments.list_for_scope(
-        ref.account_id, filter=f"principalId eq '{principal}'"
-    )
+    """The principal's assignments at, above or below the account: every assignment of the scope, then
+    filtered here, as Microsoft's RBAC troubleshooting advises for checking a removal (a listing by
+    principal can lag it by minutes)."""
+    listed = clients.authorization(ref.subscription).role_assignments.list_for_scope(ref.account_id)
     return [r for r in (_record(a) for a in listed) if r["principalId"] == principal]
 
 
