@@ -1,8 +1,8 @@
 """`python -m bench` (`make bench`): run the benchmarks, print each ratio against its target, then a
 summary table and a markdown table for the README, and keep the numbers in bench/results/latest.json.
 
-Order matters: cold start first (a quiet machine for the subprocesses), the storm before the
-throughput run (its memory readings must not start from the throughput run's 100,000 events).
+Order matters: cold start first (a quiet machine for the subprocesses), the storm and the sweep before
+the throughput run (its memory readings must not start from the throughput run's 100,000 events).
 Exit status 1 when any target is missed or a benchmark could not run.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 from bench.common import RESULTS, ROOT, headline, say
 from bench.stand import Hung, azurite, guard_loopback
 
-ORDER = ("coldstart", "latency", "storm", "throughput")
+ORDER = ("coldstart", "latency", "storm", "sweep", "throughput")
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +35,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--storm-events", type=int, default=10_000)
     parser.add_argument("--throughput-events", type=int, default=100_000)
     parser.add_argument("--latency-runs", type=int, default=3)
+    parser.add_argument("--sweep-accounts", type=int, default=5000)
     parser.add_argument("--coldstart-runs", type=int, default=12)
     parser.add_argument(
         "--no-evidence",
@@ -51,7 +52,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _runners(args: argparse.Namespace, workdir: Path) -> dict[str, Callable[[], dict[str, Any]]]:
-    from bench import coldstart, latency, storm, throughput
+    from bench import coldstart, latency, storm, sweep, throughput
 
     certs = workdir / "certs"
     evidence = not args.no_evidence
@@ -64,6 +65,7 @@ def _runners(args: argparse.Namespace, workdir: Path) -> dict[str, Callable[[], 
         "coldstart": lambda: coldstart.run(args.coldstart_runs),
         "latency": run_latency,
         "storm": lambda: storm.run(certs, count=args.storm_events, evidence=evidence),
+        "sweep": lambda: sweep.run(certs, accounts=args.sweep_accounts, evidence=evidence),
         "throughput": lambda: throughput.run(args.throughput_events),
     }
 
@@ -105,6 +107,18 @@ def _made_of(key: str, res: dict[str, Any]) -> str:
             f"{res['writes']} writes for {res['minimum_writes']} actions; {res['events']:,} events in "
             f"{res['seconds']} s ({res['events_per_s']}/s); {res['events_without_incident_row']} without a "
             f"ledger row; RSS {m['rss_start_mib']}->{m['rss_peak_mib']}->{m['rss_end_mib']} MiB "
+            f"({'flat' if m['flat'] else 'growing'})"
+        )
+    if key == "sweep":
+        m = res["memory"]
+        return (
+            f"{res['reads']} reads ({res['pages']} Resource Graph pages, {res['container_lists']} container "
+            f"lists, {res['reads_by_kind'].get('account get', 0)} account reads) vs {res['minimum_reads']} "
+            f"({res['pages']} pages + {res['synthetic_accounts']} synthetic accounts); {res['accounts']:,} "
+            f"accounts in {res['subscriptions']} subscriptions, {res['exposed']} exposed: "
+            f"{res['incident_statuses'].get('contained', 0)} contained once with {res['writes']} writes in "
+            f"{res['seconds']} s; a repeat finds nothing in {res['repeat_seconds']} s; RSS "
+            f"{m['rss_after_second_mib']}->{m['rss_after_third_mib']} MiB over a third sweep "
             f"({'flat' if m['flat'] else 'growing'})"
         )
     return ""

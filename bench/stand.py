@@ -23,7 +23,7 @@ from bench.common import RESULTS, SAMPLES, tenant
 
 # Writes the tenant saw: PATCH/PUT/POST on ARM and Graph, except the POSTs that only read.
 WRITE_METHODS = ("PATCH", "PUT", "POST")
-READ_POSTS = ("/query", "/alerts", "/entities")
+READ_POSTS = ("/query", "/alerts", "/entities", "/microsoft.resourcegraph/resources")
 
 
 def guard_loopback() -> None:
@@ -62,7 +62,7 @@ def is_write(request: dict[str, Any]) -> bool:
     path, method = str(request.get("path", "")), str(request.get("method", "")).upper()
     if path.startswith("/msi/") or method not in WRITE_METHODS:
         return False
-    return not (method == "POST" and path.endswith(READ_POSTS))
+    return not (method == "POST" and path.lower().endswith(READ_POSTS))
 
 
 def api_calls(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:

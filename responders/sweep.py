@@ -45,6 +45,7 @@ PAGE_ATTEMPTS = 3  # per page, on top of azure-core's own retries of 429/5xx/con
 BACKOFF_SECONDS = 1.0
 QUOTA_WAIT_CAP = 30.0  # never wait longer than this for Resource Graph's quota to reset
 LIST_WORKERS = 8
+CONTAIN_WORKERS = 8  # exposures are of different accounts: their incidents run side by side
 MAX_GENERATIONS = 1000
 _HHMMSS = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)(?:\.\d+)?$")
 
@@ -245,8 +246,12 @@ def run_sweep(
         exposure = exposure_of(row, listed.get(row.id), policy)
         if exposure is not None:
             result.exposures.append(exposure)
-    for exposure in result.exposures:
-        contain(rt, exposure, result, execute)
+    if result.exposures:
+        workers = min(CONTAIN_WORKERS, len(result.exposures))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep-contain") as pool:
+            list(pool.map(lambda e: contain(rt, e, result, execute), result.exposures))
+        order = {e.account_id: i for i, e in enumerate(result.exposures)}
+        result.incidents.sort(key=lambda r: order.get(str(r.get("subject", "")), len(order)))
     result.finished_at = rt.clock()
     rt.ledger.record_sweep(result.summary())
     # the control review's hook goes here: responders.review.record(rt, result)

@@ -43,3 +43,16 @@ def test_latency_counts_the_minimal_chain_and_serialises_nothing_else(azurite: A
     assert res["concurrent"]["statuses"] == ["contained"]
     assert res["concurrent"]["observed_chain"] == [4]
     assert res["concurrent"]["writes"] == [4]
+
+
+def test_sweep_contains_each_exposure_once_within_the_read_budget(tmp_path: Path) -> None:
+    from bench import sweep
+
+    res = sweep.run(tmp_path / "certs", accounts=300, subs=4, exposed_share=0.02, evidence=False)
+    assert res["problems"] == []
+    assert res["exposed"] == 6
+    assert res["incident_statuses"] == {"contained": 6}
+    assert res["writes"] == 12
+    assert res["minimum_reads"] == 1 + 240
+    assert res["reads"] == res["minimum_reads"] + 6 * 2  # each exposure's account and containers, read again
+    assert res["repeat_reads"] == res["minimum_reads"]
