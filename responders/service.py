@@ -437,8 +437,9 @@ def _classify_and_execute(
 ) -> dict[str, Any]:
     from responders.actions import known_state
     from responders.actions.storage import account_state
+    from responders.scope import effective_policy
 
-    policy = rt.settings.policy
+    policy = effective_policy(rt)[0]  # with the subscriptions of its management groups
     responder = rt.settings.identity_object_id
     echo = ""
     try:

@@ -228,12 +228,16 @@ def run_sweep(
 ) -> SweepResult:
     """Inventory, candidates, containers, exposures, containment; the result is recorded in the ledger
     (complete or incomplete, with why) before it is returned."""
-    policy = rt.settings.policy
+    from responders.scope import effective_policy
+
     dry_run = rt.settings.dry_run if execute is None else not execute
     started = rt.clock()
+    policy, unknown = effective_policy(rt, fresh=True)
     subscriptions, tenant_wide = query_scope(policy)
     scope = ("*",) if tenant_wide else subscriptions
     result = SweepResult(f"{started}-{uuid.uuid4().hex[:8]}", started, dry_run, scope)
+    if unknown:
+        result.incomplete.append(unknown)
     if scope:
         for batch in subscription_batches(subscriptions) if subscriptions else [()]:
             read_inventory(rt, batch, result, sleep)

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from rehearsal.simulator import Simulator
-from responders.core.model import ContainerFacts, SignalKind
+from responders.core.model import BadInput, ContainerFacts, SignalKind
 from responders.core.policy import Policy
 from responders.core.sweep import (
     Exposure,
@@ -247,3 +247,16 @@ def test_the_quota_headers_say_how_long_to_wait() -> None:
     assert quota_wait({"x-ms-user-quota-remaining": "0", "x-ms-user-quota-resets-after": "01:00:00"}) == 30.0
     assert quota_wait({"x-ms-user-quota-remaining": "x", "x-ms-user-quota-resets-after": "soon"}) == 0.0
     assert quota_wait({}) == 0.0
+
+
+def test_a_management_group_scope_allows_only_the_subscriptions_it_was_found_to_hold() -> None:
+    mg = "/providers/Microsoft.Management/managementGroups/Synthetic-Data"
+    policy = Policy.from_dict({"scope": {"allow": [mg]}})
+    assert policy.management_groups == ("synthetic-data",)
+    assert not policy.in_scope(ROW["id"])
+    resolved = policy.with_members(frozenset({SUB.upper()}))
+    assert resolved.in_scope(ROW["id"])
+    assert not resolved.in_scope(ROW["id"].replace(SUB, "0" * 8 + SUB[8:]))
+    assert query_scope(resolved) == ((SUB,), False)
+    with pytest.raises(BadInput, match="managementGroups"):
+        Policy.from_dict({"scope": {"allow": ["/providers/Microsoft.Management/managementGroups/a/b"]}})

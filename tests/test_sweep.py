@@ -317,3 +317,35 @@ def test_the_cli_sweeps_the_simulated_tenant_in_dry_run_then_executes(
     assert done["status"] == "complete"
     assert main(["sweep", "--tenant", str(seeded), "--format", "md", "--execute"]) == 0
     assert "0 exposed" in capsys.readouterr().out
+
+
+def test_a_management_group_scope_sweeps_the_subscriptions_it_holds(make_harness: Any) -> None:
+    seeded = estate()
+    seeded["managementGroups"] = {"synthetic-data": [SUB]}
+    policy = {
+        "scope": {"allow": ["/providers/Microsoft.Management/managementGroups/synthetic-data"]},
+        "synthetic": {"tags": {"data-classification": ["synthetic"]}},
+    }
+    h = make_harness(tenant=seeded, policy=policy)
+
+    row = sweep(h)
+
+    assert row["Status"] == "complete", row["Incomplete"]
+    assert row["Scope"] == [SUB]
+    assert row["Counts"]["contained"] == 2
+    members, inventory = graph_requests(h)[:2]
+    assert members["body"]["managementGroups"] == ["synthetic-data"]
+    assert inventory["body"]["subscriptions"] == [SUB]
+    assert public_state(h, "stelsewhere05") == (True, {"x": "Blob"})
+
+
+def test_an_unknown_management_group_leaves_its_scope_empty_and_the_sweep_incomplete(
+    make_harness: Any,
+) -> None:
+    policy = {"scope": {"allow": ["/providers/Microsoft.Management/managementGroups/nowhere"]}}
+    h = make_harness(tenant=estate(), policy=policy)
+    with pytest.raises(SweepIncomplete):
+        h.functions["sweep_timer"](TimerRequest(past_due=False))
+    row = h.rt.ledger.sweeps()[-1]
+    assert any("management groups nowhere" in why for why in row["Incomplete"])
+    assert h.writes() == []

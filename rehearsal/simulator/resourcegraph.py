@@ -4,7 +4,7 @@ over the simulated storage accounts, for a small documented subset of its query 
 The subset (anything else answers 400 `BadRequest` > `InvalidQuery`, as Resource Graph does,
 tests/data/azure/resourcegraph_400_invalid_query_issue13762.json):
 
-    resources                                   (the only table; any letter case)
+    resources                                   (or resourcecontainers: the subscriptions; any case)
     | where <column> =~ '<text>'                (also ==, !=, !~ and `in~ ('a', 'b')`)
     | project <item>, ...                       item: column, properties.a.b or alias = properties.a.b
     | order by <column> [asc|desc]              (also `sort by`)
@@ -189,10 +189,14 @@ def _order(segment: str) -> Stage:
     return sort
 
 
-def compile_query(text: str) -> tuple[list[Stage], bool]:
-    """The stages of a query in the subset and whether its output has an `id` column (paging needs it)."""
+TABLES = ("resources", "resourcecontainers")
+
+
+def compile_query(text: str) -> tuple[str, list[Stage], bool]:
+    """The table, the stages of a query in the subset and whether its output has an `id` column (paging
+    needs it)."""
     segments = [s.strip() for s in _split_top(text, "|")]
-    if not segments or segments[0].lower() != "resources":
+    if not segments or segments[0].lower() not in TABLES:
         raise QueryError(segments[0].split()[0] if segments and segments[0] else "|")
     stages: list[Stage] = []
     has_id = True
@@ -214,7 +218,7 @@ def compile_query(text: str) -> tuple[list[Stage], bool]:
             stages.append(lambda rows, n=count: rows[:n])
         else:
             raise QueryError(word)
-    return stages, has_id
+    return segments[0].lower(), stages, has_id
 
 
 def resource_rows(ctx: Context, subscriptions: set[str]) -> list[dict[str, Any]]:
@@ -242,6 +246,22 @@ def resource_rows(ctx: Context, subscriptions: set[str]) -> list[dict[str, Any]]
             for a in sorted(state.accounts.values(), key=lambda a: a["id"].lower())
             if a["subscriptionId"].lower() in subscriptions
         ]
+
+
+def container_rows(ctx: Context, subscriptions: set[str]) -> list[dict[str, Any]]:
+    """The resourcecontainers table: one row per subscription in scope (resource groups left out)."""
+    return [
+        {
+            "id": f"/subscriptions/{sub}",
+            "name": sub,
+            "type": "microsoft.resources/subscriptions",
+            "tenantId": ctx.state.tenant_id,
+            "subscriptionId": sub,
+            "properties": {"state": "Enabled"},
+            "tags": {},
+        }
+        for sub in sorted(subscriptions)
+    ]
 
 
 def _hhmmss(seconds: float) -> str:
@@ -287,6 +307,7 @@ def _scope(ctx: Context, body: dict[str, Any]) -> tuple[set[str], list[str]] | R
         return found, ["m", *sorted(g.lower() for g in groups)]
     with ctx.state.lock:
         every = {a["subscriptionId"].lower() for a in ctx.state.accounts.values()}
+        every |= {s for subs in tenant_groups.values() for s in subs}
     return every, ["t"]
 
 
@@ -329,10 +350,10 @@ def _answer(ctx: Context, call: Call) -> Reply:
         return scope
     subscriptions, scope_key = scope
     try:
-        stages, has_id = compile_query(text)
+        table, stages, has_id = compile_query(text)
     except QueryError as exc:
         return invalid_query(exc.token)
-    rows = resource_rows(ctx, subscriptions)
+    rows = resource_rows(ctx, subscriptions) if table == "resources" else container_rows(ctx, subscriptions)
     for stage in stages:
         rows = stage(rows)
     offset = skip

@@ -17,6 +17,8 @@ APPROVAL_MODES = ("auto", "approval")
 # When an alert names a synthetic account: rotate its keys and revoke its user-delegation keys only
 # when the storage logs show key or SAS access (or cannot be read), always, or never (humans decide).
 ALERT_CREDENTIAL_MODES = ("evidence", "always", "never")
+# a management group scope: its subscriptions are learned at run time (Resource Graph), see in_scope
+MANAGEMENT_GROUP = re.compile(r"^/providers/microsoft\.management/managementgroups/([\w.()-]{1,90})$")
 
 
 def _lower_values(raw: Mapping[str, Any], what: str) -> dict[str, tuple[str, ...]]:
@@ -87,6 +89,9 @@ class Policy:
     graph_permission: str = "Application.ReadWrite.All"
     # the network rules storage.restrict_network keeps (and writes): every other rule is removed
     network_trusted: TrustedNetwork = field(default_factory=TrustedNetwork)
+    # the subscriptions found under the management groups in `allowed_scopes` (lower case), filled in
+    # at run time by `with_members`; until then a management group scope allows nothing
+    member_subscriptions: frozenset[str] = frozenset()
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Policy:
@@ -130,8 +135,11 @@ class Policy:
                 raise BadInput(f"policy: bad name pattern {pattern!r}: {exc}") from exc
         scopes = tuple(s.rstrip("/").lower() for s in scope.get("allow", []) or [])
         for s in scopes:
-            if s != "*" and not s.startswith("/subscriptions/"):
-                raise BadInput(f"policy: scope {s!r} must be '*' or an ARM id prefix")
+            if s != "*" and not s.startswith("/subscriptions/") and not MANAGEMENT_GROUP.match(s):
+                raise BadInput(
+                    f"policy: scope {s!r} must be '*', an ARM id prefix or "
+                    "/providers/Microsoft.Management/managementGroups/<name>"
+                )
         principals = raw.get("principals", {}) or {}
         if not isinstance(principals, Mapping) or set(principals) - {"allow"}:
             raise BadInput("policy: principals may only hold allow")
@@ -193,6 +201,18 @@ class Policy:
         ids = (*self.responder_object_ids, object_id.lower())
         return Policy(**{**self.__dict__, "responder_object_ids": ids})
 
+    @property
+    def management_groups(self) -> tuple[str, ...]:
+        """The management group names the allow-list names (lower case)."""
+        return tuple(m[1] for s in self.allowed_scopes if (m := MANAGEMENT_GROUP.match(s)))
+
+    def with_members(self, subscriptions: frozenset[str]) -> Policy:
+        """The policy with the subscriptions its management groups hold now."""
+        members = frozenset(s.lower() for s in subscriptions)
+        if members == self.member_subscriptions:
+            return self
+        return Policy(**{**self.__dict__, "member_subscriptions": members})
+
     def principal_in_scope(self, object_id: str, app_id: str = "") -> bool:
         """Principal allow-list on object or application ids; an empty list allows none."""
         ids = {object_id.lower(), app_id.lower()} - {""}
@@ -201,4 +221,7 @@ class Policy:
     def in_scope(self, resource_id: str) -> bool:
         """Scope allow-list on ARM id prefixes; an empty list allows nothing (safe by default)."""
         rid = resource_id.lower()
-        return any(s == "*" or rid == s or rid.startswith(s + "/") for s in self.allowed_scopes)
+        if any(s == "*" or rid == s or rid.startswith(s + "/") for s in self.allowed_scopes):
+            return True
+        parts = rid.split("/", 3)
+        return len(parts) > 2 and parts[1] == "subscriptions" and parts[2] in self.member_subscriptions

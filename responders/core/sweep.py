@@ -72,11 +72,12 @@ class Exposure:
 
 
 def query_scope(policy: Policy) -> tuple[tuple[str, ...], bool]:
-    """The subscriptions to query (from the policy's allow-list: a subscription or anything under it),
-    and whether the whole tenant is in scope ("*"). Nothing else is ever queried."""
+    """The subscriptions to query (from the policy's allow-list: a subscription or anything under it,
+    and the subscriptions its management groups hold, see Policy.with_members), and whether the whole
+    tenant is in scope ("*"). Nothing else is ever queried."""
     if "*" in policy.allowed_scopes:
         return (), True
-    subscriptions = []
+    subscriptions = sorted(policy.member_subscriptions)
     for scope in policy.allowed_scopes:
         parts = scope.strip("/").split("/")
         if len(parts) >= 2 and parts[0] == "subscriptions" and parts[1]:
