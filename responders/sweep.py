@@ -47,6 +47,12 @@ QUOTA_WAIT_CAP = 30.0  # never wait longer than this for Resource Graph's quota 
 LIST_WORKERS = 8
 CONTAIN_WORKERS = 8  # exposures are of different accounts: their incidents run side by side
 MAX_GENERATIONS = 1000
+# The storage resource provider allows 800 management reads per 5 minutes per subscription and region
+# (tests/data/azure/arm_request_limits_docs.md); a container list is one. Per sweep, at most this many
+# lists per subscription and region, leaving room for the incidents' own reads. Accounts that allow
+# public blob access are listed first and always (they can be exposed); beyond the budget the others
+# are left unlisted (noted in the result: they cannot be read anonymously whatever their containers).
+LIST_BUDGET = 700
 _HHMMSS = re.compile(r"^(\d+):([0-5]\d):([0-5]\d)(?:\.\d+)?$")
 
 
@@ -223,8 +229,28 @@ def contain(rt: Runtime, exposure: Exposure, result: SweepResult, execute: bool 
     result.incidents.append(report)
 
 
+def _to_list(candidates: list[Any], budget: int, result: SweepResult) -> list[str]:
+    """The candidates whose containers this sweep lists, within `budget` per subscription and region."""
+    from collections import Counter
+
+    spent: Counter[tuple[str, str]] = Counter()
+    chosen = []
+    for row in sorted(candidates, key=lambda r: not r.public_allowed):  # stable: id order within each
+        where = (row.subscription, str(row.raw.get("location") or "").lower())
+        if not row.public_allowed and spent[where] >= budget:
+            result.unlisted.append(row.id)
+            continue
+        spent[where] += 1
+        chosen.append(row.id)
+    return chosen
+
+
 def run_sweep(
-    rt: Runtime, *, execute: bool | None = None, sleep: Callable[[float], None] = time.sleep
+    rt: Runtime,
+    *,
+    execute: bool | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    list_budget: int = LIST_BUDGET,
 ) -> SweepResult:
     """Inventory, candidates, containers, exposures, containment; the result is recorded in the ledger
     (complete or incomplete, with why) before it is returned."""
@@ -244,7 +270,7 @@ def run_sweep(
     result.inventory = [r for r in result.inventory if policy.in_scope(r.id)]  # e.g. other resource groups
     candidates = [r for r in result.inventory if is_candidate(r, policy)]
     result.candidates = [r.id for r in candidates]
-    listed = _list_all(rt, result.candidates, result)
+    listed = _list_all(rt, _to_list(candidates, list_budget, result), result)
     result.containers = {k: v for k, v in listed.items() if v is not None}
     for row in candidates:
         exposure = exposure_of(row, listed.get(row.id), policy)

@@ -349,3 +349,23 @@ def test_an_unknown_management_group_leaves_its_scope_empty_and_the_sweep_incomp
     row = h.rt.ledger.sweeps()[-1]
     assert any("management groups nowhere" in why for why in row["Incomplete"])
     assert h.writes() == []
+
+
+def test_container_lists_keep_within_the_storage_providers_read_budget(make_harness: Any) -> None:
+    """Accounts that allow public access are listed first and always; the others wait for a sweep with
+    budget left, since nothing on them can be read anonymously."""
+    from responders.sweep import run_sweep
+
+    h = make_harness(
+        tenant=tenant(
+            *(account(f"stoff{i:02d}", tags=SYNTHETIC, public=False) for i in range(3)),
+            account("stzopen09", tags=SYNTHETIC, public=True, containers=(("z-synth", "Blob"),)),
+        )
+    )
+    result = run_sweep(h.rt, list_budget=2, sleep=lambda _: None)
+    listed = [r["path"].split("/")[8] for r in h.sim.requests() if r["path"].endswith("/containers")]
+    assert result.status == "complete"
+    assert listed.count("stzopen09") == 2  # the sweep's list, then its incident's own read
+    assert len(result.unlisted) == 2
+    assert len(result.containers) == 2
+    assert public_state(h, "stzopen09") == (False, {"z-synth": "None"})

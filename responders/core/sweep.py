@@ -230,6 +230,8 @@ class SweepResult:
     incidents: list[dict[str, Any]] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
     retries: list[str] = field(default_factory=list)
+    # candidates with public access off whose containers were not listed (over the read budget)
+    unlisted: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -274,4 +276,5 @@ class SweepResult:
             "incidents": self.incidents,
             "incomplete": list(self.incomplete),
             "retries": list(self.retries),
+            "unlisted": len(self.unlisted),
         }
