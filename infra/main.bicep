@@ -208,6 +208,7 @@ module functionApp 'modules/function-app.bicep' = {
       RESPONDER_IDENTITY_OBJECT_ID: identity.outputs.principalId
       RESPONDER_SENTINEL_WORKSPACE_ID: sentinelWorkspaceId
       RESPONDER_LOG_ANALYTICS_WORKSPACE_ID: evidenceWs.properties.customerId
+      RESPONDER_EVIDENCE_WORKSPACE_RESOURCE_ID: evidenceWorkspace
       AZURE_CLIENT_ID: identity.outputs.clientId
       RESPONDER_PLAYBOOK_CALLERS: playbookCallers
       // the container the Event Grid subscriptions dead-letter to; the identity reads it with the

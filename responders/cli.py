@@ -5,6 +5,7 @@ python -m responders simulator --tenant samples/tenant.json
 python -m responders sweep [--execute] [--format table|json|md]
 python -m responders ledger [INCIDENT]
 python -m responders deadletters [--execute]
+python -m responders review [--format md|json|html]
 """
 
 from __future__ import annotations
@@ -702,6 +703,20 @@ def cmd_deadletters(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace, out: TextIO) -> int:
+    from responders import review
+
+    if args.runs < 1:
+        raise CliError("--runs must be at least 1")
+    with _runtime() as rt:
+        found = review.latest(rt, runs=args.runs)
+    render = {"md": review.render_markdown, "json": review.render_json, "html": review.render_html}
+    out.write(render[args.format](found))
+    if args.format == "json":
+        out.write("\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m responders", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -764,6 +779,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deadletters.add_argument("--execute", action="store_true", help="act (default: dry-run)")
     deadletters.set_defaults(func=cmd_deadletters)
+    review = sub.add_parser("review", help="the control review the sweeps wrote, with the trend")
+    review.add_argument("--format", choices=("md", "json", "html"), default="md")
+    review.add_argument("--runs", type=int, default=96, help="sweeps in the trend (default: 96)")
+    review.set_defaults(func=cmd_review)
     stack = sub.add_parser("stack", help="the local stand-ins over the data in .run/ (make up/down/reset)")
     stack.add_argument("action", choices=("up", "down", "reset", "status", "serve"))
     stack.add_argument("--tenant", default=str(ROOT / "samples" / "tenant.json"), help="tenant seed")

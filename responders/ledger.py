@@ -22,6 +22,8 @@ INCIDENT_ROW = "incident"
 CONTAINED = "contained"  # partition: shape key -> the incident that last contained that change
 WRITES = "write"  # partition: correlation id -> a write the responder made (resource, operation)
 ACCOUNT_WRITES = "account-write"  # partition: one write lease per storage account
+REVIEW = "review"  # partition: one row per review item (kind|resource), one per sweep (newest first)
+RUN_KEY_BASE = 99_999_999_999_999  # run rows are keyed base - epoch ms, so a query reads the newest first
 DEAD_LETTERS = "deadletter"  # partition: sha256 of a dead-letter blob's name -> what became of it
 SWEEPS = "sweep"  # partition: one row per sweep run, keyed by its start time (sorts oldest first)
 TERMINAL = ("contained", "already-contained", "failed", "skipped", "restored")
@@ -562,6 +564,57 @@ class Ledger:
         rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": SWEEPS})
         return sorted(
             (self._decode(r) for r in rows if not r["RowKey"].startswith("part-")), key=lambda r: r["RowKey"]
+        )
+
+    # the control review ------------------------------------------------------------------
+    def review_items(self) -> list[dict[str, Any]]:
+        """Every review item recorded so far (open and closed), as the review folded them."""
+        self._ensure()
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": REVIEW, "lo": "item-", "hi": "item."},
+        )
+        return [_load(r.get("Item"), {}) for r in rows if r.get("Item")]
+
+    def review_runs(self, limit: int) -> list[dict[str, Any]]:
+        """The latest `limit` sweeps' review lines, newest first (their row keys count down)."""
+        self._ensure()
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": REVIEW, "lo": "run-", "hi": "run."},
+            results_per_page=min(limit, 1000),
+        )
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            out.append(_load(row.get("Run"), {}))
+            if len(out) >= limit:
+                break
+        return out
+
+    def save_review(self, items: list[dict[str, Any]], run: dict[str, Any], epoch_ms: int) -> None:
+        """Write the items a sweep changed (in batches of 100, one partition), then its review line: a
+        reader that finds the line finds every item it counts."""
+        from azure.data.tables import UpdateMode
+
+        self._ensure()
+        operations = [
+            (
+                "upsert",
+                {
+                    "PartitionKey": REVIEW,
+                    "RowKey": "item-" + hashlib.sha256(str(item["key"]).encode()).hexdigest()[:32],
+                    "Status": item.get("status", ""),
+                    "Item": _json(item),
+                },
+                {"mode": UpdateMode.REPLACE},
+            )
+            for item in items
+        ]
+        for start in range(0, len(operations), 100):
+            self.table.submit_transaction(operations[start : start + 100])
+        self.table.upsert_entity(
+            {"PartitionKey": REVIEW, "RowKey": f"run-{RUN_KEY_BASE - epoch_ms:014d}", "Run": _json(run)},
+            mode=UpdateMode.REPLACE,
         )
 
     # rejected input ------------------------------------------------------------------------

@@ -82,6 +82,11 @@ class Settings:
     identity_object_id: str = ""
     sentinel_workspace_id: str = ""
     log_analytics_workspace_id: str = ""
+    # the ARM id of the workspace the blob logs must reach (the posture check "no blob logs"; unset: the
+    # Sentinel workspace, or no such check)
+    evidence_workspace_resource_id: str = ""
+    # the review reads each synthetic-data account's blob diagnostic settings (one ARM read each)
+    review_diagnostics: bool = True
     max_body_bytes: int = 1_048_576
     playbook_callers: tuple[str, ...] = ()
     # App Service authentication (Easy Auth) is on: only then does the platform set, and strip from
@@ -133,6 +138,9 @@ class Settings:
             identity_object_id=identity.lower(),
             sentinel_workspace_id=env.get("RESPONDER_SENTINEL_WORKSPACE_ID", ""),
             log_analytics_workspace_id=env.get("RESPONDER_LOG_ANALYTICS_WORKSPACE_ID", ""),
+            evidence_workspace_resource_id=env.get("RESPONDER_EVIDENCE_WORKSPACE_RESOURCE_ID", "")
+            or env.get("RESPONDER_SENTINEL_WORKSPACE_ID", ""),
+            review_diagnostics=_flag(env, "RESPONDER_REVIEW_DIAGNOSTICS", True),
             playbook_callers=tuple(
                 c.strip().lower() for c in env.get("RESPONDER_PLAYBOOK_CALLERS", "").split(",") if c.strip()
             ),
@@ -180,6 +188,13 @@ class Settings:
                 "RESPONDER_SENTINEL_WORKSPACE_ID must be the ARM id of a Log Analytics workspace: "
                 "/subscriptions/{guid}/resourceGroups/{name}/providers/Microsoft.OperationalInsights/"
                 "workspaces/{name}"
+            )
+        if (
+            self.evidence_workspace_resource_id
+            and parse_workspace_id(self.evidence_workspace_resource_id) is None
+        ):
+            raise ConfigError(
+                "RESPONDER_EVIDENCE_WORKSPACE_RESOURCE_ID must be the ARM id of a Log Analytics workspace"
             )
         if self.log_analytics_workspace_id and not _GUID.fullmatch(self.log_analytics_workspace_id):
             raise ConfigError("RESPONDER_LOG_ANALYTICS_WORKSPACE_ID must be the workspace (customer) GUID")

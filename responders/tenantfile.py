@@ -23,6 +23,7 @@ ACCOUNT_FIELDS = frozenset(
         "properties",
         "keys",
         "keyCreationTime",
+        "diagnosticSettings",
     }
 )
 CONTAINER_FIELDS = frozenset({"name", "etag", "properties", "id", "type"})

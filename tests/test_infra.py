@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from responders.core.catalogue import ROLE_ASSIGNMENTS, arm_actions, restore_arm_actions
+from responders.core.catalogue import POSTURE_ARM_ACTIONS, ROLE_ASSIGNMENTS, arm_actions, restore_arm_actions
 from responders.core.parse import OPERATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,6 +252,11 @@ def test_custom_role_grants_exactly_what_the_code_calls() -> None:
     )
     path, body = custom_role()
     declared = lower(arm_actions())
+    # the posture reads go through the bare ARM pipeline (no SDK for them): their paths name them
+    posture = (SOURCE / "posture.py").read_text()
+    assert "/providers/Microsoft.Insights/diagnosticSettings" in posture
+    assert "/providers/Microsoft.Authorization/roleAssignments" in posture
+    used = [*used, *POSTURE_ARM_ACTIONS]
     # restore re-creates what a step removed with rights the role does not grant (a human's)
     restore_only = lower(restore_arm_actions())
     assert not restore_only.keys() & lower(role_actions(body)).keys(), "the role grants restore-only actions"
@@ -342,9 +347,12 @@ def test_custom_role_is_narrow() -> None:
     assert len(actions) == len(lower(actions)), f"duplicate actions in {actions}"
     assert not [a for a in actions if "*" in a], f"wildcards in {actions}"
     assert not [a for a in actions if a.lower() in FORBIDDEN], f"credential-minting actions in {actions}"
-    # storage management, plus reading and deleting role assignments (never creating them)
+    # storage management, reading and deleting role assignments (never creating them), and the
+    # posture checks' read of diagnostic settings
     others = [a for a in actions if not a.lower().startswith(SA.lower() + "/")]
-    assert sorted(others) == [f"{ROLE_ASSIGNMENTS}/delete", f"{ROLE_ASSIGNMENTS}/read"], actions
+    assert sorted(others) == sorted(
+        [f"{ROLE_ASSIGNMENTS}/delete", f"{ROLE_ASSIGNMENTS}/read", *POSTURE_ARM_ACTIONS]
+    ), actions
     for key in ("notActions", "dataActions", "notDataActions"):
         assert role_actions(body, key) == [], f"{key} must be empty"
     assert re.search(r"type\s*:\s*'CustomRole'", body)
@@ -430,6 +438,7 @@ def test_app_settings_are_the_ones_the_code_reads() -> None:
         "RESPONDER_IDENTITY_OBJECT_ID",
         "RESPONDER_SENTINEL_WORKSPACE_ID",
         "RESPONDER_LOG_ANALYTICS_WORKSPACE_ID",
+        "RESPONDER_EVIDENCE_WORKSPACE_RESOURCE_ID",
         "RESPONDER_PLAYBOOK_CALLERS",
         "RESPONDER_DEADLETTER_ENDPOINT",
         "RESPONDER_DEADLETTER_CONTAINER",

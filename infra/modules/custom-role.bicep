@@ -35,6 +35,7 @@ resource responderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Storage/storageAccounts/blobServices/containers/write'
           'Microsoft.Authorization/roleAssignments/read'
           'Microsoft.Authorization/roleAssignments/delete'
+          'Microsoft.Insights/diagnosticSettings/read'
         ]
         notActions: []
         dataActions: []

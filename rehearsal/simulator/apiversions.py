@@ -30,7 +30,10 @@ ROLE_ASSIGNMENTS = (
 # the folders of specification/resourcegraph/resource-manager/Microsoft.ResourceGraph seen in the specs
 # (stable/2021-03-01 and 2022-10-01 with examples; the readme's 2019-04-01 and two previews)
 RESOURCE_GRAPH = ("2022-10-01", "2021-03-01", "2020-04-01-preview", "2019-04-01", "2018-09-01-preview")
+# diagnosticSettings: only the version of the vendored example (arm_diagnostic_settings_list_example.json)
+DIAGNOSTIC_SETTINGS = ("2021-05-01-preview",)
 BY_PROVIDER = {
+    "microsoft.insights": DIAGNOSTIC_SETTINGS,
     "microsoft.storage": STORAGE,
     "microsoft.securityinsights": SECURITY_INSIGHTS,
     "microsoft.authorization": ROLE_ASSIGNMENTS,

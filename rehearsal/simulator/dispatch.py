@@ -13,6 +13,7 @@ from rehearsal.simulator import (
     authorization,
     graph,
     loganalytics,
+    monitor,
     resourcegraph,
     sentinel,
     storage,
@@ -71,6 +72,7 @@ class Dispatcher:
         self._recorded: list[list[Any]] = []  # [method, path pattern, reply, answers left or None]
         self._routes: list[Route] = [
             route("GET", r"/msi/token", self._msi, MSI),
+            *monitor.ROUTES,
             *storage.ROUTES,
             *authorization.ROUTES,
             *resourcegraph.ROUTES,

@@ -129,6 +129,7 @@ class TenantState:
             "keys": keys,
             "userDelegationKeysRevokedAt": [],
             "containers": {c["name"].lower(): self._seed_container(c) for c in seed.get("containers", [])},
+            "diagnosticSettings": copy.deepcopy(seed.get("diagnosticSettings") or []),
         }
 
     @staticmethod

@@ -18,6 +18,8 @@ GRAPH_PERMISSIONS = ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy
 # what gathering the facts reads before any action: the account, its containers and (when a principal is
 # implicated) the role assignments that apply to the account
 GATHER_ARM_ACTIONS = (f"{SA}/read", f"{CONTAINERS}/read", f"{ROLE_ASSIGNMENTS}/read")
+# what the posture checks read besides: the blob service's diagnostic settings (responders/posture.py)
+POSTURE_ARM_ACTIONS = ("Microsoft.Insights/diagnosticSettings/read",)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,9 @@ REVERSIBLE = {kind: spec.reversible for kind, spec in CATALOGUE.items()}
 
 def arm_actions() -> frozenset[str]:
     """Every Resource Manager action the responder needs: what the custom role must grant, exactly."""
-    return frozenset(GATHER_ARM_ACTIONS).union(*(s.arm_actions for s in CATALOGUE.values()))
+    return frozenset((*GATHER_ARM_ACTIONS, *POSTURE_ARM_ACTIONS)).union(
+        *(s.arm_actions for s in CATALOGUE.values())
+    )
 
 
 def restore_arm_actions() -> frozenset[str]:

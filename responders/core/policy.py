@@ -92,6 +92,10 @@ class Policy:
     # the subscriptions found under the management groups in `allowed_scopes` (lower case), filled in
     # at run time by `with_members`; until then a management group scope allows nothing
     member_subscriptions: frozenset[str] = frozenset()
+    # the control review: the tags that name a resource's owner (the first present wins), and the
+    # service principal tags that mark a principal whose job is done
+    owner_tags: tuple[str, ...] = ("owner", "owners", "contact")
+    finished_principal_tags: tuple[str, ...] = ("lifecycle:finished",)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Policy:
@@ -111,6 +115,7 @@ class Policy:
             "principals",
             "network",
             "paths",
+            "review",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -164,10 +169,20 @@ class Policy:
         if not isinstance(network, Mapping) or set(network) - {"trusted"}:
             raise BadInput("policy: network may only hold trusted")
         trusted = trusted_from_policy(network.get("trusted"))
+        review = raw.get("review", {}) or {}
+        if not isinstance(review, Mapping) or set(review) - {"owner_tags", "finished_principal_tags"}:
+            raise BadInput("policy: review may only hold owner_tags and finished_principal_tags")
+        owner_tags = review.get("owner_tags", list(cls.owner_tags))
+        finished_tags = review.get("finished_principal_tags", list(cls.finished_principal_tags))
+        for name, value in (("owner_tags", owner_tags), ("finished_principal_tags", finished_tags)):
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise BadInput(f"policy: review.{name} must be a list of non-empty strings")
         permission = resp.get("graph_permission", cls.graph_permission)
         if permission not in GRAPH_PERMISSIONS:
             raise BadInput(f"policy: responder.graph_permission must be one of {GRAPH_PERMISSIONS}")
         return cls(
+            owner_tags=tuple(t.strip().lower() for t in owner_tags),
+            finished_principal_tags=tuple(t.strip().lower() for t in finished_tags),
             graph_permission=permission,
             network_trusted=trusted,
             synthetic_tags=_lower_values(

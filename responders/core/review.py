@@ -1,0 +1,234 @@
+"""The control review: what each sweep found, folded into items that open, stay open and close. Pure.
+
+An item is one finding key (kind and resource). It opens the first time a sweep finds it, its last
+seen moves with every sweep that finds it again, and it closes when a later sweep that could see it
+no longer finds it, with the time it took. A sweep that saw only part of the estate (an incomplete
+Resource Graph answer, an account not read, a check not made) closes nothing it could not see: silence
+is never taken for a fix. Found again after closing, an item reopens (its first seen is kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from responders.core.posture import Finding
+from responders.core.timeutil import parse_time
+
+OPEN, CLOSED = "open", "closed"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One finding across sweeps."""
+
+    key: str
+    kind: str
+    resource: str
+    account: str
+    severity: str
+    owner: str
+    summary: str
+    openness: int
+    risk: int
+    exposure: bool
+    status: str
+    first_seen: str
+    opened_at: str
+    last_seen: str
+    closed_at: str = ""
+    seconds_to_close: float | None = None
+    reopened: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "resource": self.resource,
+            "account": self.account,
+            "severity": self.severity,
+            "owner": self.owner,
+            "summary": self.summary,
+            "openness": self.openness,
+            "risk": self.risk,
+            "exposure": self.exposure,
+            "status": self.status,
+            "first_seen": self.first_seen,
+            "opened_at": self.opened_at,
+            "last_seen": self.last_seen,
+            "closed_at": self.closed_at,
+            "seconds_to_close": self.seconds_to_close,
+            "reopened": self.reopened,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Item:
+        seconds = raw.get("seconds_to_close")
+        return cls(
+            key=str(raw["key"]),
+            kind=str(raw.get("kind", "")),
+            resource=str(raw.get("resource", "")),
+            account=str(raw.get("account", "")),
+            severity=str(raw.get("severity", "none")),
+            owner=str(raw.get("owner", "unassigned")),
+            summary=str(raw.get("summary", "")),
+            openness=int(raw.get("openness") or 0),
+            risk=int(raw.get("risk") or 0),
+            exposure=bool(raw.get("exposure")),
+            status=str(raw.get("status", OPEN)),
+            first_seen=str(raw.get("first_seen", "")),
+            opened_at=str(raw.get("opened_at", "") or raw.get("first_seen", "")),
+            last_seen=str(raw.get("last_seen", "")),
+            closed_at=str(raw.get("closed_at", "") or ""),
+            seconds_to_close=None if seconds in (None, "") else float(seconds),
+            reopened=int(raw.get("reopened") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One sweep's line in the trend."""
+
+    at: str
+    sweep: str
+    complete: bool
+    open: int
+    opened: int
+    closed: int
+    open_exposures: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "sweep": self.sweep,
+            "complete": self.complete,
+            "open": self.open,
+            "opened": self.opened,
+            "closed": self.closed,
+            "open_exposures": self.open_exposures,
+        }
+
+
+@dataclass(frozen=True)
+class Fold:
+    """The items after one sweep (every one, open and closed, ranked) and the items that changed."""
+
+    items: tuple[Item, ...]
+    changed: tuple[Item, ...]
+    run: Run
+
+
+def rank(items: Iterable[Item]) -> list[Item]:
+    """Open before closed, then the highest risk, the worst severity, the oldest, by key."""
+    from responders.core.classify import SEVERITIES
+
+    return sorted(
+        items,
+        key=lambda i: (i.status != OPEN, -i.risk, -SEVERITIES.index(i.severity), i.opened_at, i.key),
+    )
+
+
+def _seconds(start: str, end: str) -> float | None:
+    a, b = parse_time(start), parse_time(end)
+    return None if a is None or b is None else max((b - a).total_seconds(), 0.0)
+
+
+def fold(
+    previous: Iterable[Item],
+    findings: Iterable[Finding],
+    *,
+    at: str,
+    sweep: str = "",
+    seen_accounts: Iterable[str] | None = None,
+    unevaluated: Iterable[tuple[str, str]] = (),
+) -> Fold:
+    """Fold one sweep's findings into the items so far. `seen_accounts` lists the accounts the sweep
+    read in full (None: all of them, a complete sweep); an open item of an account it did not read,
+    or of a check it could not make (`unevaluated`: (kind, account)), stays open as it was."""
+    before = {i.key: i for i in previous}
+    seen = None if seen_accounts is None else {a.lower() for a in seen_accounts}
+    blind = {(k, a.lower()) for k, a in unevaluated}
+    now: dict[str, Item] = dict(before)
+    changed: list[Item] = []
+    opened = closed = 0
+    found: set[str] = set()
+    for finding in findings:
+        key = finding.key
+        if key in found:
+            continue
+        found.add(key)
+        old = before.get(key)
+        fresh = {
+            "kind": finding.kind,
+            "resource": finding.resource,
+            "account": finding.account,
+            "severity": finding.severity,
+            "owner": finding.owner,
+            "summary": finding.summary,
+            "openness": finding.openness,
+            "risk": finding.risk,
+            "exposure": finding.exposure,
+            "last_seen": at,
+        }
+        if old is None:
+            item = Item(key=key, status=OPEN, first_seen=at, opened_at=at, **fresh)
+            opened += 1
+        elif old.status == CLOSED:
+            item = replace(
+                old, status=OPEN, opened_at=at, closed_at="", seconds_to_close=None, reopened=old.reopened + 1
+            )
+            item = replace(item, **fresh)
+            opened += 1
+        else:
+            item = replace(old, **fresh)
+        now[key] = item
+        changed.append(item)
+    for key, old in before.items():
+        if key in found or old.status != OPEN:
+            continue
+        if seen is not None and old.account.lower() not in seen:
+            continue
+        if (old.kind, old.account.lower()) in blind:
+            continue
+        item = replace(old, status=CLOSED, closed_at=at, seconds_to_close=_seconds(old.opened_at, at))
+        now[key] = item
+        changed.append(item)
+        closed += 1
+    items = tuple(rank(now.values()))
+    still = [i for i in items if i.status == OPEN]
+    run = Run(
+        at=at,
+        sweep=sweep,
+        complete=seen is None,
+        open=len(still),
+        opened=opened,
+        closed=closed,
+        open_exposures=sum(1 for i in still if i.exposure),
+    )
+    return Fold(items, tuple(changed), run)
+
+
+def summary(items: Iterable[Item], runs: Iterable[Run]) -> dict[str, Any]:
+    """The review as data: ranked items, counts by severity and owner, closure times, the trend."""
+    ranked = rank(items)
+    open_items = [i for i in ranked if i.status == OPEN]
+    closed_items = [i for i in ranked if i.status == CLOSED]
+    by_owner: dict[str, int] = {}
+    by_severity: dict[str, int] = {}
+    for item in open_items:
+        by_owner[item.owner] = by_owner.get(item.owner, 0) + 1
+        by_severity[item.severity] = by_severity.get(item.severity, 0) + 1
+    times = sorted(i.seconds_to_close for i in closed_items if i.seconds_to_close is not None)
+    trend = sorted(runs, key=lambda r: r.at)
+    return {
+        "as_of": trend[-1].at if trend else "",
+        "latest": trend[-1].as_dict() if trend else None,
+        "open": len(open_items),
+        "closed": len(closed_items),
+        "open_by_severity": by_severity,
+        "open_by_owner": dict(sorted(by_owner.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "median_seconds_to_close": times[len(times) // 2] if times else None,
+        "items": [i.as_dict() for i in ranked],
+        "trend": [r.as_dict() for r in trend],
+    }
