@@ -555,6 +555,8 @@ class Ledger:
             ),
             "Incomplete": _json(summary["incomplete"]),
             "Retries": _json(summary["retries"]),
+            "DeadLetters": _json(summary.get("dead_letters") or {}),
+            "Review": _json(summary.get("review") or {}),
         }
         self._upsert(entity, mode=UpdateMode.REPLACE)
 
@@ -677,6 +679,8 @@ JSON_FIELDS = {
     "Exposures",
     "Incidents",
     "Incomplete",
+    "DeadLetters",
+    "Review",
     "Retries",
 }
 

@@ -83,24 +83,31 @@ def sweep_postures(result: Any) -> list[AccountPosture]:
 
 def record_sweep(rt: Any, result: Any, *, read_diagnostics: bool | None = None) -> Fold:
     """The review of one sweep (`responders.sweep.run_sweep`'s result): each synthetic-data account of
-    its inventory assessed, the blob service's diagnostic settings read for those when an evidence
-    workspace is configured (one Resource Manager read per synthetic-data account; a failed read leaves
-    that check unmade), then folded in. An incomplete sweep closes only what it read in full."""
+    its inventory assessed and folded in. With an evidence workspace configured, the blob service's
+    diagnostic settings of each synthetic-data account are read once per
+    RESPONDER_REVIEW_DIAGNOSTICS_HOURS, spread over the sweeps; an account not read in this sweep (or
+    whose read failed) keeps what the review knew of it. An incomplete sweep closes only what it read
+    in full."""
     from concurrent.futures import ThreadPoolExecutor
 
     from responders.core.posture import assess, synthetic_accounts
+    from responders.core.review import read_due
     from responders.execute import describe
     from responders.posture import blob_diagnostic_settings
 
     policy = rt.settings.policy
     workspace = rt.settings.evidence_workspace_resource_id
     read = rt.settings.review_diagnostics if read_diagnostics is None else read_diagnostics
+    at = str(getattr(result, "finished_at", "") or result.started_at)
     postures = sweep_postures(result)
     if workspace and read:
         synthetic = synthetic_accounts(postures, policy)
+        last = _ledger(rt).review_runs(1)
+        previous_at = str(last[0].get("at", "")) if last else ""
+        period = rt.settings.review_diagnostics_hours * 3600
 
         def diagnostics(posture: AccountPosture) -> AccountPosture:
-            if posture.id not in synthetic:
+            if posture.id not in synthetic or not read_due(posture.id, previous_at, at, period):
                 return posture
             try:
                 found = tuple(blob_diagnostic_settings(rt.clients, posture.id))
@@ -111,13 +118,12 @@ def record_sweep(rt: Any, result: Any, *, read_diagnostics: bool | None = None) 
 
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="review") as pool:
             postures = list(pool.map(diagnostics, postures))
-    assessment = assess(postures, policy, evidence_workspace=workspace if read else "")
+    assessment = assess(postures, policy, evidence_workspace=workspace)
     complete = not getattr(result, "incomplete", None)
     listed = {k.lower() for k in result.containers}
     candidates = {c.lower() for c in getattr(result, "candidates", [])}
     read_in_full = [p.id for p in postures if p.id.lower() in listed or p.id.lower() not in candidates]
     seen = None if complete else read_in_full
-    at = str(getattr(result, "finished_at", "") or result.started_at)
     return record(rt, assessment, at=at, sweep=str(getattr(result, "run_id", "")), seen_accounts=seen)
 
 

@@ -35,6 +35,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+def _hours(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) > 24 * 31:
+        raise ConfigError(f"{name} must be a whole number of hours from 0 to 744, not {raw[:20]!r}")
+    return int(raw)
+
+
 def is_loopback_url(url: str) -> bool:
     """True when the URL's host is on this machine (127.0.0.0/8, ::1, localhost)."""
     host = urlparse(url).hostname or ""
@@ -85,8 +94,10 @@ class Settings:
     # the ARM id of the workspace the blob logs must reach (the posture check "no blob logs"; unset: the
     # Sentinel workspace, or no such check)
     evidence_workspace_resource_id: str = ""
-    # the review reads each synthetic-data account's blob diagnostic settings (one ARM read each)
+    # the review reads each synthetic-data account's blob diagnostic settings (one ARM read each),
+    # once per this many hours, spread over the sweeps (0: every sweep)
     review_diagnostics: bool = True
+    review_diagnostics_hours: int = 24
     max_body_bytes: int = 1_048_576
     playbook_callers: tuple[str, ...] = ()
     # App Service authentication (Easy Auth) is on: only then does the platform set, and strip from
@@ -141,6 +152,7 @@ class Settings:
             evidence_workspace_resource_id=env.get("RESPONDER_EVIDENCE_WORKSPACE_RESOURCE_ID", "")
             or env.get("RESPONDER_SENTINEL_WORKSPACE_ID", ""),
             review_diagnostics=_flag(env, "RESPONDER_REVIEW_DIAGNOSTICS", True),
+            review_diagnostics_hours=_hours(env, "RESPONDER_REVIEW_DIAGNOSTICS_HOURS", 24),
             playbook_callers=tuple(
                 c.strip().lower() for c in env.get("RESPONDER_PLAYBOOK_CALLERS", "").split(",") if c.strip()
             ),

@@ -7,9 +7,8 @@ after Event Grid's retries, a container made public through the data plane (no R
 event). A page Resource Graph could not answer, a truncated answer or an unreadable row makes the
 sweep "incomplete" (recorded in the ledger, the timer retried): it is never read as "nothing exposed".
 
-Seam for the control review: `run_sweep` returns the SweepResult (inventory rows, candidates,
-containers, exposures, incidents, incomplete reasons) after its ledger row is written; the review's
-`record(rt, result)` is to be called at the marked line in `run_sweep`.
+Each sweep also replays the Event Grid dead letters (responders/deadletters.py) and writes the control
+review of what it found (responders/review.py) before its own ledger row.
 """
 
 from __future__ import annotations
@@ -245,6 +244,42 @@ def _to_list(candidates: list[Any], budget: int, result: SweepResult) -> list[st
     return chosen
 
 
+def replay_dead_letters_into(rt: Runtime, result: SweepResult, execute: bool | None) -> None:
+    """The Event Grid dead letters through the pipeline too; a container not read or a blob to read
+    again makes the sweep incomplete (so the timer retries), never "nothing was dead-lettered"."""
+    from responders.deadletters import replay_dead_letters
+
+    if rt.clients.deadletters() is None:
+        result.dead_letters = {"configured": False}
+        return
+    try:
+        report = replay_dead_letters(rt, execute=execute)
+    except Exception as exc:  # the ledger or the container failed mid-way: recorded, retried
+        result.incomplete.append(f"dead letters not replayed: {describe(exc)}")
+        return
+    summary = report.as_dict()
+    result.dead_letters = {k: summary[k] for k in ("container", "listed", "skipped", "counts", "error")}
+    if report.error:
+        result.incomplete.append(f"dead letters: {report.error}")
+    for blob in report.outcomes:
+        if blob.status in ("retrying", "failed"):
+            result.incomplete.append(f"dead-letter blob {blob.name}: {blob.reason}")
+
+
+def review_into(rt: Runtime, result: SweepResult) -> None:
+    """The control review of this sweep, written to the ledger before the sweep's own row; a failure
+    to write it makes the sweep incomplete."""
+    from responders import review
+
+    try:
+        folded = review.record(rt, result)
+    except Exception as exc:
+        log.error("sweep %s: the control review was not written: %s", result.run_id, describe(exc))
+        result.incomplete.append(f"control review not written: {describe(exc)}")
+        return
+    result.review = folded.run.as_dict()
+
+
 def run_sweep(
     rt: Runtime,
     *,
@@ -282,9 +317,10 @@ def run_sweep(
             list(pool.map(lambda e: contain(rt, e, result, execute), result.exposures))
         order = {e.account_id: i for i, e in enumerate(result.exposures)}
         result.incidents.sort(key=lambda r: order.get(str(r.get("subject", "")), len(order)))
+    replay_dead_letters_into(rt, result, execute)
     result.finished_at = rt.clock()
+    review_into(rt, result)
     rt.ledger.record_sweep(result.summary())
-    # the control review's hook goes here: responders.review.record(rt, result)
     log.info(
         "sweep %s %s: %s",
         result.run_id,

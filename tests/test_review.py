@@ -5,6 +5,7 @@ printed as Markdown, JSON or one self-contained HTML page."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from html.parser import HTMLParser
 from typing import Any
@@ -250,7 +251,7 @@ def sweep_result(h: Harness, at: str, skip: tuple[str, ...] = ()) -> Any:
 def test_the_sweep_result_is_reviewed_with_the_blob_logs_check_and_partial_sweeps_close_nothing_unseen(
     make_harness,
 ) -> None:
-    h = make_harness()
+    h = make_harness(env={"RESPONDER_REVIEW_DIAGNOSTICS_HOURS": "0"})  # read them in every sweep
     first = review.record(h.rt, sweep_result(h, T0))
     kinds = {(i.kind, i.account.rsplit("/", 1)[-1]) for i in first.items}
     assert ("no-blob-logs", "stsynthpublic01") in kinds, "no diagnostic setting reaches the workspace"
@@ -287,3 +288,36 @@ def test_the_sweep_result_is_reviewed_with_the_blob_logs_check_and_partial_sweep
         if (i.kind, i.account.rsplit("/", 1)[-1]) == ("no-blob-logs", "stsynthpublic01")
     )
     assert (item.status, item.seconds_to_close) == (CLOSED, 4.5 * 3600)
+
+
+def test_diagnostic_settings_are_read_once_a_period_spread_over_the_sweeps() -> None:
+    from datetime import timedelta
+
+    from responders.core.review import read_due
+    from responders.core.timeutil import parse_time
+
+    start = parse_time(T0)
+    sweeps = [(start + timedelta(minutes=15 * n)).strftime("%Y-%m-%dT%H:%M:%SZ") for n in range(97)]
+    accounts = [f"{PREFIX}st{n:03d}" for n in range(200)]
+    reads = {a: 0 for a in accounts}
+    per_sweep = []
+    for before, at in itertools.pairwise(sweeps):
+        due = [a for a in accounts if read_due(a, before, at, 24 * 3600)]
+        per_sweep.append(len(due))
+        for a in due:
+            reads[a] += 1
+    assert set(reads.values()) == {1}, "each account once in 24 hours"
+    assert max(per_sweep) < 20, per_sweep  # about 200 / 96 a sweep, never all at once
+    assert read_due(accounts[0], "", T0, 0)
+    assert sum(read_due(a, "", T0, 24 * 3600) for a in accounts) < 20, "a first sweep reads a share too"
+
+
+def test_an_account_whose_settings_are_not_due_keeps_its_blob_logs_item(make_harness) -> None:
+    h = make_harness(env={"RESPONDER_REVIEW_DIAGNOSTICS_HOURS": "0"})
+    review.record(h.rt, sweep_result(h, T0))
+    before = [i for i in review.latest(h.rt)["items"] if i["kind"] == "no-blob-logs"]
+    assert before
+    # read no more (as when none is due): the items stay open as they were
+    later = review.record_sweep(h.rt, sweep_result(h, T1), read_diagnostics=False)
+    after = {i.key: i for i in later.items}
+    assert all(after[i["key"]].status == OPEN for i in before)

@@ -209,6 +209,25 @@ def fold(
     return Fold(items, tuple(changed), run)
 
 
+def read_due(resource: str, previous_at: str, at: str, period_seconds: int) -> bool:
+    """Whether a slow-changing setting of `resource` (its diagnostic settings) is read again in the
+    sweep at `at`, the last one having run at `previous_at`: once per period, each resource at its own
+    offset in it, so the reads spread over the period instead of all landing on one sweep. With no
+    earlier sweep, the sweep is taken to follow one 15 minutes before."""
+    import hashlib
+
+    if period_seconds <= 0:
+        return True
+    now = parse_time(at)
+    if now is None:
+        return True
+    before = parse_time(previous_at)
+    now_s = now.timestamp()
+    before_s = before.timestamp() if before is not None and before < now else now_s - 900
+    offset = int(hashlib.sha256(resource.lower().encode()).hexdigest()[:8], 16) % period_seconds
+    return (now_s + offset) // period_seconds != (before_s + offset) // period_seconds
+
+
 def summary(items: Iterable[Item], runs: Iterable[Run]) -> dict[str, Any]:
     """The review as data: ranked items, counts by severity and owner, closure times, the trend."""
     ranked = rank(items)

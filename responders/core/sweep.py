@@ -232,6 +232,9 @@ class SweepResult:
     retries: list[str] = field(default_factory=list)
     # candidates with public access off whose containers were not listed (over the read budget)
     unlisted: list[str] = field(default_factory=list)
+    # the dead-letter blobs this sweep replayed (responders.deadletters) and its control review line
+    dead_letters: dict[str, Any] = field(default_factory=dict)
+    review: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -277,4 +280,6 @@ class SweepResult:
             "incomplete": list(self.incomplete),
             "retries": list(self.retries),
             "unlisted": len(self.unlisted),
+            "dead_letters": dict(self.dead_letters),
+            "review": dict(self.review),
         }
