@@ -491,19 +491,20 @@ def _write_results(
 
 def cmd_sweep(args: argparse.Namespace, out: TextIO) -> int:
     """One sweep over the policy's scope: against the app settings' endpoints when they are set, else
-    the local stack (the simulated tenant seeded from --tenant). Exit 3 when it is incomplete."""
-    from rehearsal.standins import StandInError
-    from responders.replay import Replayer
-    from responders.service import runtime
+    the local stack (the simulated tenant seeded from --tenant, the policy --policy). Exit 3 when it is
+    incomplete."""
+    from rehearsal.standins import StandInError, endpoints_configured, local_stack
     from responders.sweep import run_sweep
 
-    try:
-        with Replayer.start(
-            execute=args.execute, target=None, policy_file=args.policy, tenant=args.tenant, persist=True
-        ):
-            summary = run_sweep(runtime(), execute=args.execute).summary()
-    except StandInError as exc:
-        raise CliError(str(exc)) from exc
+    with ExitStack() as stack:
+        if not endpoints_configured():
+            extra = {"RESPONDER_POLICY_FILE": args.policy, "RESPONDER_DRY_RUN": "false"}
+            try:  # --execute alone decides whether anything acts
+                stack.enter_context(local_stack(Path(args.tenant), extra))
+            except StandInError as exc:
+                raise CliError(str(exc)) from exc
+        rt = stack.enter_context(_settings_runtime())
+        summary = run_sweep(rt, execute=args.execute).summary()
     if args.format == "json":
         _print_json(summary, out)
     elif args.format == "md":

@@ -153,6 +153,7 @@ def read_inventory(
     """Page the inventory query over one batch of subscriptions into `result`, pacing by Resource
     Graph's quota headers and retrying a failed or malformed page; what stays unread is recorded."""
     token: str | None = None
+    seen: set[str] = set()
     read = 0
     total: int | None = None
     label = f"{len(subscriptions)} subscriptions" if subscriptions else "the tenant"
@@ -179,6 +180,11 @@ def read_inventory(
             if read < total:
                 result.incomplete.append(f"{label}: {read} of {total} rows answered, and no $skipToken")
             return
+        if token in seen or read >= total or not data:
+            # a token again, or more pages than rows: an answer that would page for ever
+            result.incomplete.append(f"page {page} of {label}: a $skipToken after {read} of {total} rows")
+            return
+        seen.add(token)
 
 
 def _list_all(
@@ -302,7 +308,9 @@ def run_sweep(
     if scope:
         for batch in subscription_batches(subscriptions) if subscriptions else [()]:
             read_inventory(rt, batch, result, sleep)
-    result.inventory = [r for r in result.inventory if policy.in_scope(r.id)]  # e.g. other resource groups
+    # in scope only (e.g. not another resource group), each account once even if two pages repeat it
+    unique = {r.id.lower(): r for r in reversed(result.inventory) if policy.in_scope(r.id)}
+    result.inventory = sorted(unique.values(), key=lambda r: r.id.lower())
     candidates = [r for r in result.inventory if is_candidate(r, policy)]
     result.candidates = [r.id for r in candidates]
     listed = _list_all(rt, _to_list(candidates, list_budget, result), result)

@@ -369,3 +369,23 @@ def test_container_lists_keep_within_the_storage_providers_read_budget(make_harn
     assert len(result.unlisted) == 2
     assert len(result.containers) == 2
     assert public_state(h, "stzopen09") == (False, {"z-synth": "None"})
+
+
+def test_a_skip_token_that_never_ends_is_an_incomplete_sweep_not_a_loop(make_harness: Any) -> None:
+    h = make_harness(tenant=estate())
+    first = {
+        "id": account_id("stpredeploy01"),
+        "name": "stpredeploy01",
+        "subscriptionId": SUB,
+        "tags": SYNTHETIC,
+        "allowBlobPublicAccess": True,
+    }
+    body = {"totalRecords": 2, "count": 1, "resultTruncated": "false", "$skipToken": "again", "data": [first]}
+    h.sim.play_recorded("POST", GRAPH, 200, body)  # every page answers the same token
+    with pytest.raises(SweepIncomplete):
+        h.functions["sweep_timer"](TimerRequest(past_due=False))
+    row = h.rt.ledger.sweeps()[-1]
+    assert row["Pages"] == 2
+    assert any("$skipToken after" in why for why in row["Incomplete"])
+    assert row["Counts"]["accounts"] == 1  # the repeated row is one account
+    assert row["Counts"]["contained"] == 1
