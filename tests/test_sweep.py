@@ -389,3 +389,30 @@ def test_a_skip_token_that_never_ends_is_an_incomplete_sweep_not_a_loop(make_har
     assert any("$skipToken after" in why for why in row["Incomplete"])
     assert row["Counts"]["accounts"] == 1  # the repeated row is one account
     assert row["Counts"]["contained"] == 1
+
+
+def test_an_exposure_an_event_already_contained_is_read_and_left(make_harness: Any) -> None:
+    """The event path contained stsynthpublic01; Resource Graph, minutes behind, still shows it open."""
+    from tests.harness import sample
+
+    h = make_harness()
+    h.eventgrid(sample("01-container-made-public.json")[0])
+    assert public_state(h, "stsynthpublic01")[0] is False
+    writes = len(h.writes())
+    before = {
+        "id": account_id("stsynthpublic01"),
+        "name": "stsynthpublic01",
+        "subscriptionId": SUB,
+        "tags": {"data-classification": "synthetic"},
+        "allowBlobPublicAccess": True,
+    }
+    body = {"totalRecords": 1, "count": 1, "resultTruncated": "false", "facets": [], "data": [before]}
+    h.sim.play_recorded("POST", GRAPH, 200, body, count=1)
+
+    row = sweep(h)
+
+    assert row["Status"] == "complete"
+    assert row["Counts"]["exposures"] == 1
+    assert row["Counts"]["contained"] == 0
+    assert row["Incidents"][0]["status"] == "ignored"  # its own read found the account closed
+    assert len(h.writes()) == writes

@@ -241,19 +241,18 @@ class SweepResult:
         return "incomplete" if self.incomplete else "complete"
 
     def counts(self) -> dict[str, int]:
-        statuses = [str(r.get("status", "")) for r in self.incidents]
+        """Each exposure counted once: repeats of an earlier incident apart from what this sweep did."""
+        fresh = [str(r.get("status", "")) for r in self.incidents if not r.get("duplicate")]
         return {
             "accounts": len(self.inventory),
             "candidates": len(self.candidates),
             "exposures": len(self.exposures),
-            "contained": sum(
-                1 for r in self.incidents if r.get("status") == "contained" and not r.get("duplicate")
-            ),
+            "contained": fresh.count("contained"),
             "already_handled": sum(1 for r in self.incidents if r.get("duplicate")),
-            "not_a_leak": statuses.count("ignored"),
-            "pending_approval": statuses.count("pending-approval"),
-            "dry_run": statuses.count("dry-run"),
-            "failed": sum(1 for s in statuses if s in ("failed", "partial", "retrying", "facts-failed")),
+            "not_a_leak": fresh.count("ignored"),
+            "pending_approval": fresh.count("pending-approval"),
+            "dry_run": fresh.count("dry-run"),
+            "failed": sum(1 for s in fresh if s in ("failed", "partial", "retrying", "facts-failed")),
         }
 
     def summary(self) -> dict[str, Any]:
