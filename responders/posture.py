@@ -1,6 +1,7 @@
 """Read what the posture checks need of one storage account: the account and its containers (the
-storage SDK), the blob service's diagnostic settings and the role assignments that reach the account
-(Resource Manager, through the bare ARM pipeline: no SDK for them is in our set). Read-only.
+storage SDK), the blob service's diagnostic settings (Resource Manager through the bare ARM pipeline:
+azure-mgmt-monitor is not in our set), the role assignments that reach the account (the authorization
+adapter) and the tags of the service principals holding them (Graph). Read-only.
 
 Every URL is built from a parsed, validated storage account id, never from input text.
 """
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from responders.clients import Clients
 
 DIAGNOSTICS_API = "2021-05-01-preview"
-ROLE_ASSIGNMENTS_API = "2022-04-01"
 MAX_PAGES = 50
 
 
@@ -73,9 +73,40 @@ def blob_diagnostic_settings(clients: Clients, account_id: str) -> list[dict[str
 
 
 def role_assignments(clients: Clients, account_id: str) -> list[dict[str, Any]]:
-    """The role assignments that apply to the account: at it and inherited from above (atScope())."""
-    path = _account_id(account_id) + "/providers/Microsoft.Authorization/roleAssignments"
-    return _get_all(clients, path, {"api-version": ROLE_ASSIGNMENTS_API, "$filter": "atScope()"})
+    """The role assignments that apply to the account (at, above and below it), as the authorization
+    adapter lists them for the facts."""
+    from responders.actions.authorization import read_account_roles
+
+    return [
+        {"principalId": r.principal_id, "roleDefinitionId": r.role_definition_id, "scope": r.scope}
+        for r in read_account_roles(clients, _account_id(account_id))
+    ]
+
+
+def principal_tags(clients: Clients, object_id: str) -> list[str] | None:
+    """The tags of a service principal (GET /servicePrincipals/{id}?$select=id,tags), None when the id is
+    not one (a user, a group: 404)."""
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph.generated.service_principals.item.service_principal_item_request_builder import (
+        ServicePrincipalItemRequestBuilder,
+    )
+
+    from responders.core.parse import guid
+
+    checked = guid(object_id)
+    if not checked:
+        raise ValueError("a service principal id must be a GUID")
+    params = ServicePrincipalItemRequestBuilder.ServicePrincipalItemRequestBuilderGetQueryParameters(
+        select=["id", "tags"]
+    )
+    config = RequestConfiguration(query_parameters=params)
+    try:
+        sp = clients.run_graph(lambda g: g.service_principals.by_service_principal_id(checked).get(config))
+    except Exception as exc:
+        if getattr(exc, "response_status_code", None) == 404:
+            return None
+        raise
+    return [str(t) for t in (getattr(sp, "tags", None) or [])]
 
 
 def read_posture(

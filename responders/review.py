@@ -93,7 +93,7 @@ def record_sweep(rt: Any, result: Any, *, read_diagnostics: bool | None = None) 
     from responders.core.posture import assess, synthetic_accounts
     from responders.core.review import read_due
     from responders.execute import describe
-    from responders.posture import blob_diagnostic_settings
+    from responders.posture import blob_diagnostic_settings, role_assignments
 
     policy = rt.settings.policy
     workspace = rt.settings.evidence_workspace_resource_id
@@ -109,22 +109,63 @@ def record_sweep(rt: Any, result: Any, *, read_diagnostics: bool | None = None) 
         def diagnostics(posture: AccountPosture) -> AccountPosture:
             if posture.id not in synthetic or not read_due(posture.id, previous_at, at, period):
                 return posture
+            found: dict[str, Any] = {}
             try:
-                found = tuple(blob_diagnostic_settings(rt.clients, posture.id))
+                found["diagnostics"] = tuple(blob_diagnostic_settings(rt.clients, posture.id))
             except Exception as exc:
                 log.warning("diagnostic settings of %s not read: %s", posture.id, describe(exc))
-                return posture
-            return AccountPosture(**{**posture.__dict__, "diagnostics": found})
+            try:
+                found["role_assignments"] = tuple(role_assignments(rt.clients, posture.id))
+            except Exception as exc:
+                log.warning("role assignments of %s not read: %s", posture.id, describe(exc))
+            return AccountPosture(**{**posture.__dict__, **found})
 
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="review") as pool:
             postures = list(pool.map(diagnostics, postures))
-    assessment = assess(postures, policy, evidence_workspace=workspace)
+    finished = _finished(rt, postures, policy) if workspace and read else None
+    assessment = assess(postures, policy, evidence_workspace=workspace, finished_principals=finished)
     complete = not getattr(result, "incomplete", None)
     listed = {k.lower() for k in result.containers}
     candidates = {c.lower() for c in getattr(result, "candidates", [])}
     read_in_full = [p.id for p in postures if p.id.lower() in listed or p.id.lower() not in candidates]
     seen = None if complete else read_in_full
     return record(rt, assessment, at=at, sweep=str(getattr(result, "run_id", "")), seen_accounts=seen)
+
+
+MAX_PRINCIPALS = 200  # Graph reads of principal tags per sweep; the rest wait for a later one
+
+
+def _finished(rt: Any, postures: list[AccountPosture], policy: Any) -> dict[str, str]:
+    """The principals holding a data role on the accounts read this sweep whose service principal tags
+    say their job is done (one Graph read each, at most MAX_PRINCIPALS). A principal not read leaves
+    the check of its accounts unmade: their role assignments are taken back out."""
+    from responders.core.posture import DATA_ROLES
+    from responders.execute import describe
+    from responders.posture import finished_principals, principal_tags
+
+    holders: dict[str, set[str]] = {}
+    for posture in postures:
+        for assignment in posture.role_assignments or ():
+            role = str(assignment.get("roleDefinitionId", "")).rsplit("/", 1)[-1].lower()
+            if role in DATA_ROLES:
+                holders.setdefault(str(assignment.get("principalId", "")).lower(), set()).add(posture.id)
+    found: list[dict[str, Any]] = []
+    unread: set[str] = set()
+    for n, principal in enumerate(sorted(holders)):
+        try:
+            if n >= MAX_PRINCIPALS:
+                raise RuntimeError(f"over {MAX_PRINCIPALS} principals this sweep")
+            tags = principal_tags(rt.clients, principal)
+        except Exception as exc:
+            log.warning("tags of principal %s not read: %s", principal, describe(exc))
+            unread |= holders[principal]
+            continue
+        if tags is not None:
+            found.append({"id": principal, "tags": tags})
+    for i, posture in enumerate(postures):
+        if posture.id in unread:
+            postures[i] = AccountPosture(**{**posture.__dict__, "role_assignments": None})
+    return finished_principals(found, policy.finished_principal_tags)
 
 
 def latest(target: Any, runs: int = TREND_RUNS) -> dict[str, Any]:

@@ -75,3 +75,49 @@ def test_a_dead_letter_container_that_cannot_be_read_makes_the_sweep_incomplete(
     assert row["Status"] == "incomplete"
     assert any("dead letters" in why and "missing-container" in why for why in row["Incomplete"])
     assert json.dumps(row["DeadLetters"]).count("ContainerNotFound") == 1
+
+
+FINISHED = "5c4d3e2f-1a0b-4c9d-8e7f-6a5b4c3d2e1f"
+READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+
+
+def test_a_finished_pipeline_still_holding_a_data_role_is_found_and_closes_when_removed(
+    make_harness: Any,
+) -> None:
+    seeded = estate()
+    seeded["servicePrincipals"] = [
+        *seeded["servicePrincipals"],
+        {
+            "id": FINISHED,
+            "appId": "6b5a4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d",
+            "displayName": "train-pipeline-7",
+            "servicePrincipalType": "Application",
+            "accountEnabled": True,
+            "tags": ["lifecycle:finished"],
+        },
+    ]
+    account = next(a["id"] for a in seeded["storageAccounts"] if a["id"].endswith("/stlocked03"))
+    sub = account.split("/")[2]
+    seeded["roleAssignments"] = [
+        {
+            "name": "7f3e2d1c-0b9a-4877-8665-544332211000",
+            "scope": account,
+            "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/"
+            + READER,
+            "principalId": FINISHED,
+            "principalType": "ServicePrincipal",
+        }
+    ]
+    h = make_harness(tenant=seeded, env={"RESPONDER_REVIEW_DIAGNOSTICS_HOURS": "0"})
+    sweep(h)
+    items = {i["key"]: i for i in review.latest(h.rt)["items"]}
+    key = f"finished-principal-data-role|{account.lower()}|{FINISHED}"
+    assert items[key]["status"] == OPEN, sorted(items)
+    assert items[key]["owner"] == "ml-platform@contoso.example"
+    assert "Storage Blob Data Reader" in items[key]["summary"]
+    assert h.sim.state.role_assignment_list(), "reported, never acted on: the assignment is still there"
+
+    h.rt.clients.authorization(sub).role_assignments.delete(account, "7f3e2d1c-0b9a-4877-8665-544332211000")
+    sweep(h)
+    after = {i["key"]: i for i in review.latest(h.rt)["items"]}[key]
+    assert after["status"] == CLOSED
