@@ -111,8 +111,10 @@ def present_conflict(rt: Runtime, incident: str, action: Action, record: dict[st
         return f"incident {other} acted on it later (at {when}); this restore would undo that"
     handler = HANDLERS[action.kind]
     state = handler.read(rt.clients, action)
-    if not handler.done(state, action, ""):
-        left = {k: v for k, v in (record.get("After") or {}).items() if k in state}
+    after = record.get("After") or {}
+    unchanged = getattr(handler, "unchanged", None)
+    if not handler.done(state, action, "") or (unchanged is not None and not unchanged(state, after)):
+        left = {k: v for k, v in after.items() if k in state}
         return f"the current state {state} is not what this incident left ({left})"
     return ""
 

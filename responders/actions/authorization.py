@@ -186,6 +186,7 @@ class RemoveRoleAssignments:
         from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
         ref, principal = account_ref(action.target), principal_of(action)
+        refuse_own(clients, principal)  # a role for the responder itself would widen its own rights
         recorded = before.get("assignments") or []
         checked = [_restorable(r, ref, principal) for r in recorded]  # all valid, or nothing is sent
         client = clients.authorization(ref.subscription)
@@ -213,6 +214,8 @@ def _restorable(record: Any, ref: StorageRef, principal: str) -> tuple[str, str,
     role = str(record.get("roleDefinitionId") or "")
     if not name or not _ROLE_DEFINITION.fullmatch(role):
         raise ValueError(f"recorded role assignment {record.get('id')!r} has no GUID name or role id")
+    if role.lower().startswith("/subscriptions/") and role.split("/")[2].lower() != ref.subscription:
+        raise ValueError(f"recorded role assignment {name}: its role is defined in another subscription")
     if str(record.get("principalId", "")).lower() != principal:
         raise ValueError(f"recorded role assignment {name} is not of principal {principal}")
     if (record.get("principalType") or "ServicePrincipal") not in PRINCIPAL_TYPES:
@@ -224,7 +227,8 @@ def _restorable(record: Any, ref: StorageRef, principal: str) -> tuple[str, str,
 
 
 def refuse_own(clients: Clients, principal: str) -> None:
-    """The responder never removes its own role assignments, whatever a plan or a ledger row says."""
+    """The responder never removes its own role assignments, nor has restore create one for it,
+    whatever a plan or a ledger row says."""
     settings = clients.settings
     own = {settings.identity_object_id.lower(), *settings.policy.responder_object_ids} - {""}
     if principal in own:

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from responders.core.arm import StorageRef, is_container_name, parse_storage_id
 from responders.core.model import AccountFacts, Action, Applied, ContainerFacts, Write
-from responders.core.network import TrustedNetwork, is_restricted, restricted_acls
+from responders.core.network import (
+    TrustedNetwork,
+    is_restricted,
+    restorable_network,
+    restricted_acls,
+    same_network,
+)
 from responders.core.parse import guid
 from responders.core.timeutil import is_after
 
@@ -452,18 +458,15 @@ class RestrictNetwork:
         current = _network_acls(_account_properties(clients, _ref(action.target)))
         return _patch_account(clients, action, {"networkAcls": restricted_acls(current, trusted)})
 
+    def unchanged(self, state: dict[str, Any], after: dict[str, Any]) -> bool:
+        """Is the account's network as the step left it? Restore refuses otherwise: a rule let in, a
+        bypass narrowed or public network access disabled since would be undone by it."""
+        return same_network(state, after)
+
     def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> Applied:
         """The whole recorded networkAcls (an account that showed none gets Azure's default, allow), and
-        the recorded publicNetworkAccess when it had one."""
-        if "networkAcls" not in before:
-            raise ValueError("no recorded networkAcls to put back")
-        acls = before.get("networkAcls")
-        props: dict[str, Any] = {
-            "networkAcls": acls if isinstance(acls, dict) and acls else {"defaultAction": "Allow"}
-        }
-        if before.get("publicNetworkAccess") is not None:
-            props["publicNetworkAccess"] = str(before["publicNetworkAccess"])
-        return _patch_account(clients, action, props)
+        the recorded publicNetworkAccess when it had one, each field validated before it is sent."""
+        return _patch_account(clients, action, restorable_network(before))
 
 
 def _patch_account(clients: Clients, action: Action, properties: dict[str, Any]) -> Applied:

@@ -166,3 +166,104 @@ def restricted_acls(acls: Mapping[str, Any], trusted: TrustedNetwork) -> dict[st
         "virtualNetworkRules": [{"id": s, "action": "Allow"} for s in trusted.virtual_network_rules],
         "resourceAccessRules": [{"tenantId": t, "resourceId": r} for t, r in trusted.resource_access_rules],
     }
+
+
+def _ipv4_or_range(value: object) -> bool:
+    try:
+        return isinstance(value, str) and ipaddress.ip_network(value, strict=False).version == 4
+    except ValueError:
+        return False
+
+
+def _ipv6_or_range(value: object) -> bool:
+    try:
+        return isinstance(value, str) and ipaddress.ip_network(value, strict=False).version == 6
+    except ValueError:
+        return False
+
+
+_BYPASS = re.compile(r"(None|Logging|Metrics|AzureServices)(, ?(Logging|Metrics|AzureServices))*", re.ASCII)
+_RULE_KEYS = {
+    "ipRules": ({"value", "action"}, lambda r: _ipv4_or_range(r.get("value"))),
+    "ipv6Rules": ({"value", "action"}, lambda r: _ipv6_or_range(r.get("value"))),
+    "virtualNetworkRules": (
+        {"id", "action", "state"},
+        lambda r: isinstance(r.get("id"), str) and bool(SUBNET_ID.fullmatch(r["id"])),
+    ),
+    "resourceAccessRules": (
+        {"tenantId", "resourceId"},
+        lambda r: (
+            is_guid(str(r.get("tenantId")))
+            and isinstance(r.get("resourceId"), str)
+            and bool(RESOURCE_ID.fullmatch(r["resourceId"]))
+        ),
+    ),
+}
+
+
+def restorable_network(before: Mapping[str, Any]) -> dict[str, Any]:
+    """The account properties that put a recorded network state back, rebuilt field by field from what
+    validates as one (a ledger row is data: only a networkAcls and a publicNetworkAccess go out), or
+    ValueError. A recorded empty networkAcls is Azure's default, allow."""
+    if "networkAcls" not in before:
+        raise ValueError("no recorded networkAcls to put back")
+    acls = before.get("networkAcls") or {}
+    if not isinstance(acls, Mapping):
+        raise ValueError("the recorded networkAcls is not an object")
+    unknown = sorted(set(acls) - {"bypass", "defaultAction", *_RULE_KEYS})
+    if unknown:
+        raise ValueError(f"the recorded networkAcls has unknown fields {unknown}")
+    out: dict[str, Any] = {"defaultAction": "Allow"} if not acls else {}
+    if acls:
+        if str(acls.get("defaultAction")) not in ("Allow", "Deny"):
+            raise ValueError("the recorded networkAcls.defaultAction is neither Allow nor Deny")
+        out["defaultAction"] = acls["defaultAction"]
+        bypass = acls.get("bypass")
+        if bypass is not None:
+            if not (isinstance(bypass, str) and _BYPASS.fullmatch(bypass)):
+                raise ValueError("the recorded networkAcls.bypass is not a bypass Azure takes")
+            out["bypass"] = bypass
+    for key, (fields, valid) in _RULE_KEYS.items():
+        rules = acls.get(key)
+        if rules is None:
+            continue
+        if not isinstance(rules, list) or not all(
+            isinstance(r, Mapping) and set(r) <= fields and valid(r) and r.get("action", "Allow") == "Allow"
+            for r in rules
+        ):
+            raise ValueError(f"the recorded networkAcls.{key} are not {key} Azure takes")
+        out[key] = [{k: r[k] for k in sorted(fields - {"state"}) if k in r} for r in rules]
+    props: dict[str, Any] = {"networkAcls": out}
+    access = before.get("publicNetworkAccess")
+    if access is not None:
+        if access not in PUBLIC_NETWORK_ACCESS:
+            known = ", ".join(PUBLIC_NETWORK_ACCESS)
+            raise ValueError(f"the recorded publicNetworkAccess is not one of {known}")
+        props["publicNetworkAccess"] = access
+    return props
+
+
+def same_network(state: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Do two readings of an account's network state (networkAcls, publicNetworkAccess) let in the same
+    requests? Rule order, case of ids and a virtual network rule's provisioning state do not count."""
+    return _network_key(state) == _network_key(other)
+
+
+def _network_key(state: Mapping[str, Any]) -> tuple[Any, ...]:
+    raw = state.get("networkAcls")
+    acls: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    bypass = sorted(p.strip().lower() for p in str(acls.get("bypass") or "AzureServices").split(","))
+    return (
+        str(state.get("publicNetworkAccess") or "").lower(),
+        str(acls.get("defaultAction") or "Allow").lower(),
+        tuple(bypass),
+        tuple(sorted(str(r.get("value")) for r in _list(acls, "ipRules"))),
+        tuple(sorted(str(r.get("value")).lower() for r in _list(acls, "ipv6Rules"))),
+        tuple(sorted(str(r.get("id")).lower() for r in _list(acls, "virtualNetworkRules"))),
+        tuple(
+            sorted(
+                (str(r.get("tenantId")).lower(), str(r.get("resourceId")).lower())
+                for r in _list(acls, "resourceAccessRules")
+            )
+        ),
+    )

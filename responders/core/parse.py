@@ -761,7 +761,9 @@ def parse_monitor_alert(item: Mapping[str, Any]) -> Signal:
 
 
 def parse_playbook(item: Mapping[str, Any], requested_at: str) -> Signal:
-    """Manual playbook request: a resource id (account, container, service principal) to contain."""
+    """Manual playbook request: a resource id (account, container, service principal) to contain, and
+    optionally `principalId`, the service principal (object id) implicated on that account or container,
+    whose steps (disable it, remove its role assignments there) are planned with the usual guardrails."""
     resource = _text(item, "resourceId", required=True, limit=1024)
     actions = item.get("actions") or []
     if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
@@ -776,10 +778,18 @@ def parse_playbook(item: Mapping[str, Any], requested_at: str) -> Signal:
                 "principal object id (GUID)"
             )
         principals = (resource.lower(),)
+    if "principalId" in item:
+        principal = guid(item["principalId"])
+        if not principal:
+            raise BadInput("principalId must be a service principal object id (GUID)")
+        if ref is None:
+            raise BadInput("principalId goes with a storage account or container resourceId")
+        principals = (principal,)
     # a request is its own event unless the caller names it: asking again (after a re-exposure, say)
     # must act again; a caller that retries the same request gives the same requestId
     named = _text(item, "requestId", limit=MAX_ID)
-    request_id = named or f"{resource}|{','.join(sorted(actions))}|{requested_at}"
+    subject = f"{resource}|{principals[0]}" if ref is not None and principals else resource
+    request_id = named or f"{subject}|{','.join(sorted(actions))}|{requested_at}"
     return Signal(
         id=f"playbook:{request_id}".lower(),
         source="playbook",

@@ -136,7 +136,17 @@ def handle_evidence(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(render_json(pack), status_code=200, mimetype=JSON)
 
 
-PLAYBOOK_KEYS = {"resourceId", "event", "approve", "restore", "execute", "actions", "reason", "requestId"}
+PLAYBOOK_KEYS = {
+    "resourceId",
+    "principalId",
+    "event",
+    "approve",
+    "restore",
+    "execute",
+    "actions",
+    "reason",
+    "requestId",
+}
 OPERATIONS = ("resourceId", "event", "approve", "restore")
 
 
