@@ -404,7 +404,12 @@ def test_core_imports_no_azure_sdk() -> None:
             ["storage.regenerate_key", "storage.regenerate_key", "storage.revoke_user_delegation_keys"],
             "",
         ),
-        ({"AccountKey": 1, "OAuth": 3}, ["storage.regenerate_key", "storage.regenerate_key"], ""),
+        # OAuth on the storage endpoint: the network step (approval) cuts tokens already issued
+        (
+            {"AccountKey": 1, "OAuth": 3},
+            ["storage.regenerate_key", "storage.regenerate_key", "storage.restrict_network"],
+            "",
+        ),
         ({"Anonymous": 5}, [], "the storage logs show Anonymous"),
         ({}, [], "the storage logs show no access at all"),
     ],

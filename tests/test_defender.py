@@ -143,8 +143,11 @@ def test_an_entra_token_names_the_principal_to_disable_and_keeps_the_keys(make_h
     status, answer, _ = h.http("alerts", body)
     assert status == 200, answer
     [result] = answer["results"]
-    assert kinds(result) == ["identity.disable_service_principal"]
-    assert [a["target"] for a in result["plan"]] == [DEVOPS_SP]
+    # the network step cuts the tokens already issued, and waits for approval
+    assert kinds(result) == ["storage.restrict_network", "identity.disable_service_principal"]
+    assert [a["mode"] for a in result["plan"]] == ["approval", "auto"]
+    assert result["plan"][1]["target"] == DEVOPS_SP
+    assert result["status"] == "pending-approval"
     assert h.sim.state.snapshot()["servicePrincipals"][DEVOPS_SP]["accountEnabled"] is False
     assert any("keys not rotated: the alert states oauth access" in s["why"] for s in result["skipped"])
 
@@ -155,7 +158,7 @@ def test_a_display_name_in_the_alert_never_selects_a_principal(make_harness) -> 
     body["properties"]["extendedProperties"]["Azure AD user"] = "devops-synth-pipeline"
     status, answer, _ = h.http("alerts", body)
     assert status == 200, answer
-    assert kinds(answer["results"][0]) == []
+    assert "identity.disable_service_principal" not in kinds(answer["results"][0])
 
 
 def test_the_sensitive_variant_raises_severity(make_harness) -> None:

@@ -93,10 +93,11 @@ def test_every_sample_five_times_shuffled_and_concurrent(make_harness) -> None:
     assert len(incidents) == len(valid_items()), "one incident row per distinct event, none lost"
     keys = [(r["PartitionKey"], r["RowKey"]) for r in rows]
     assert len(keys) == len(set(keys))
-    assert {r["Status"] for r in incidents} <= {"contained", "ignored", "nothing-to-do"}
+    # pending-approval: the network step an OAuth alert calls for waits for a human
+    assert {r["Status"] for r in incidents} <= {"contained", "ignored", "nothing-to-do", "pending-approval"}
     assert sum(int(r.get("Deliveries") or 1) for r in incidents) >= len(deliveries) - len(incidents)
     statuses = Counter(r["Status"] for r in action_rows(h))
-    assert set(statuses) <= {"contained", "already-contained"}
+    assert set(statuses) <= {"contained", "already-contained", "pending-approval"}
 
 
 def test_thirty_percent_faults_complete_or_are_recorded_and_complete_on_redelivery(
@@ -127,7 +128,8 @@ def test_thirty_percent_faults_complete_or_are_recorded_and_complete_on_redelive
     assert_contained_once(h, landed(h))
     incidents = [r for r in h.all_ledger_rows() if r["RowKey"] == "incident"]
     assert len(incidents) == len(items)
-    assert {r["Status"] for r in incidents} <= {"contained", "ignored", "nothing-to-do"}
+    # pending-approval: the network step an OAuth alert calls for waits for a human
+    assert {r["Status"] for r in incidents} <= {"contained", "ignored", "nothing-to-do", "pending-approval"}
     # under faults too, no key, token or connection string reaches the logs or the ledger
     ledger = json.dumps(h.all_ledger_rows(), default=str)
     leaked = [s for s in h.sim.secrets() if s in caplog.text or s in ledger]

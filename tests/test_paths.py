@@ -79,7 +79,7 @@ def test_listed_keys_take_the_account_key_user_delegation_and_token_rows() -> No
             ["storage.revoke_user_delegation_keys", "identity.disable_service_principal"],
         ),
         # nor disables the caller
-        ({"account-key": [], "entra-token": []}, ["storage.revoke_user_delegation_keys"]),
+        ({"account-key": [], "management-token": []}, ["storage.revoke_user_delegation_keys"]),
         # rotation where the defaults revoke user-delegation keys
         (
             {"user-delegation-sas": ["storage.regenerate_key"]},
@@ -92,11 +92,11 @@ def test_the_plan_follows_the_policys_rows(rows: dict, expected: list[str]) -> N
 
 
 def test_a_principal_left_alone_by_the_policy_is_listed_as_skipped() -> None:
-    policy = policy_with(**{"entra-token": []})
+    policy = policy_with(**{"management-token": []})
     signal = parse_item(resource_event(LIST_KEYS), now=NOW)
     facts = synthetic_account(public=False)
     made = plan(signal, facts, classify(signal, facts, policy), policy)
-    assert any("paths.entra-token does not disable principals" in why for _, why in made.skipped)
+    assert any("paths.management-token does not disable principals" in why for _, why in made.skipped)
 
 
 def test_each_reason_names_the_paths_the_action_cuts() -> None:

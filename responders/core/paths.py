@@ -20,6 +20,7 @@ SERVICE_SAS = "service-sas"
 SAS = "sas"
 USER_DELEGATION_SAS = "user-delegation-sas"
 ENTRA_TOKEN = "entra-token"  # noqa: S105 (a path name, not a secret)
+MANAGEMENT_TOKEN = "management-token"  # noqa: S105 (a path name, not a secret)
 UNKNOWN = "unknown"
 
 # path -> what it is (the README's "Which path, which step" table, first column, word for word)
@@ -30,7 +31,8 @@ PATHS: dict[str, str] = {
     SERVICE_SAS: "a service SAS (signed with an account key)",
     SAS: "a SAS of a kind not stated (the storage logs and Defender say only SAS)",
     USER_DELEGATION_SAS: "a user-delegation SAS (signed with a user-delegation key)",
-    ENTRA_TOKEN: "an Entra token of a principal",
+    ENTRA_TOKEN: "an Entra token of a principal, used on the storage endpoint (OAuth requests)",
+    MANAGEMENT_TOKEN: "an Entra token of a principal, used on Resource Manager (listing keys or SAS)",
     UNKNOWN: "not known (no stated authentication type, no storage logs)",
 }
 
@@ -43,7 +45,15 @@ DEFAULT_STEPS: dict[str, tuple[str, ...]] = {
     SERVICE_SAS: ("storage.regenerate_key",),
     SAS: ("storage.regenerate_key", "storage.revoke_user_delegation_keys"),
     USER_DELEGATION_SAS: ("storage.revoke_user_delegation_keys",),
-    ENTRA_TOKEN: ("identity.disable_service_principal",),
+    # network rules apply to every request on the public endpoint whatever its credential: the one step
+    # that cuts tokens already issued at once (approval by default)
+    ENTRA_TOKEN: (
+        "identity.disable_service_principal",
+        "authorization.remove_role_assignments",
+        "storage.restrict_network",
+    ),
+    # storage network rules do not apply to Resource Manager: disabling and role removal cut this one
+    MANAGEMENT_TOKEN: ("identity.disable_service_principal", "authorization.remove_role_assignments"),
     UNKNOWN: ("storage.regenerate_key", "storage.revoke_user_delegation_keys"),
 }
 
@@ -66,11 +76,14 @@ SIGNAL_PATHS: dict[SignalKind, tuple[str, ...]] = {
     SignalKind.PUBLIC_ACCESS_CHANGED: (ANONYMOUS,),
     SignalKind.BLOB_CREATED: (ANONYMOUS,),
     SignalKind.SWEEP: (ANONYMOUS,),  # an exposure the sweep found open
-    SignalKind.KEYS_LISTED: (ACCOUNT_KEY, USER_DELEGATION_SAS, ENTRA_TOKEN),
+    SignalKind.KEYS_LISTED: (ACCOUNT_KEY, USER_DELEGATION_SAS, MANAGEMENT_TOKEN),
+    # Get User Delegation Key is a data-plane request made with a token
     SignalKind.USER_DELEGATION_KEY: (USER_DELEGATION_SAS, ENTRA_TOKEN),
-    # a manual request contains every path this responder can cut
-    SignalKind.MANUAL: (ANONYMOUS, ACCOUNT_KEY, USER_DELEGATION_SAS, ENTRA_TOKEN),
+    # a manual request contains every path it can without a network change (which it may name)
+    SignalKind.MANUAL: (ANONYMOUS, ACCOUNT_KEY, USER_DELEGATION_SAS, MANAGEMENT_TOKEN),
 }
+# principal-level steps (disable, remove role assignments): their row is the token path the signal shows
+PRINCIPAL_KINDS = ("identity.disable_service_principal", "authorization.remove_role_assignments")
 SERVICE_SAS_OPERATION = "microsoft.storage/storageaccounts/listservicesas/action"
 
 
@@ -78,8 +91,16 @@ def signal_paths(signal: Signal) -> tuple[str, ...]:
     """The paths a Resource Manager or manual signal reveals by its kind (not for alerts)."""
     if signal.kind is SignalKind.SAS_LISTED:
         sas = SERVICE_SAS if signal.operation == SERVICE_SAS_OPERATION else ACCOUNT_SAS
-        return (sas, USER_DELEGATION_SAS, ENTRA_TOKEN)
+        return (sas, USER_DELEGATION_SAS, MANAGEMENT_TOKEN)
     return SIGNAL_PATHS.get(signal.kind, ())
+
+
+def token_path(signal: Signal) -> str:
+    """The path of the principals a signal implicates: who listed keys or SAS used Resource Manager;
+    a principal an alert names, the storage endpoint."""
+    if signal.kind in (SignalKind.KEYS_LISTED, SignalKind.SAS_LISTED, SignalKind.MANUAL):
+        return MANAGEMENT_TOKEN
+    return ENTRA_TOKEN
 
 
 def evidence_paths(seen: Iterable[str]) -> tuple[str, ...]:

@@ -103,13 +103,14 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
             cuts = paths.cutting(kind, revealed, policy.paths)
             _account_step(builder, kind, account_id, account, cuts, facts.access.get(account_id), policy)
 
-    principal_steps = "identity.disable_service_principal" in policy.paths.get(paths.ENTRA_TOKEN, ())
+    token = paths.token_path(signal)
+    row = policy.paths.get(token, ())
     for object_id, why in _principal_guardrails(signal, facts, verdict, policy):
         if why:
             builder.skipped.append((object_id, why))
             continue
-        if not principal_steps:
-            builder.skipped.append((object_id, "the policy's paths.entra-token does not disable principals"))
+        if "identity.disable_service_principal" not in row:
+            builder.skipped.append((object_id, f"the policy's paths.{token} does not disable principals"))
             continue
         builder.add(
             "identity.disable_service_principal",
@@ -117,8 +118,12 @@ def plan(signal: Signal, facts: Facts, verdict: Verdict, policy: Policy) -> Plan
             "application identity that obtained access to synthetic data",
         )
     for object_id, account_id, why in _role_steps(signal, facts, verdict, policy):
+        what = f"authorization.remove_role_assignments {account_id} {object_id}"
         if why:
-            builder.skipped.append((f"authorization.remove_role_assignments {account_id} {object_id}", why))
+            builder.skipped.append((what, why))
+            continue
+        if "authorization.remove_role_assignments" not in row:
+            builder.skipped.append((what, f"the policy's paths.{token} does not remove role assignments"))
             continue
         builder.add(
             "authorization.remove_role_assignments",
@@ -371,7 +376,8 @@ def _account_step(
         _restrict_network(builder, account, policy)
     elif kind == "storage.disable_shared_key":
         _disable_shared_key(builder, account, access)
-    # identity.disable_service_principal acts on principals, not on the account: planned below
+    # identity.disable_service_principal and authorization.remove_role_assignments act on the principals
+    # the signal implicates: planned below, by the row of their token path
 
 
 def _principal_guardrails(
