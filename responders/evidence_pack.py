@@ -91,11 +91,32 @@ def build_pack(incident: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "actions": actions,
         "state": _state(incident, actions),
         "evidence": _evidence(incident.get("Evidence")),
+        "paths_left_open": _open_paths(incident),
         "regulatory_clock": _clock(incident, now),
         "generated_at": _iso(now),
     }
     pack["remaining_for_humans"] = _remaining(pack)
     return _scrub(_plain(pack))
+
+
+def _open_paths(incident: Mapping[str, Any]) -> dict[str, Any]:
+    """The access paths the state read after containment left open (core.open_paths), or why they
+    are not known (a dry run, or the state could not be read)."""
+    rows = [
+        {
+            "account": str(r.get("account") or ""),
+            "path": str(r.get("path") or ""),
+            "why": str(r.get("why") or ""),
+        }
+        for r in _list(incident.get("OpenPaths"))
+        if isinstance(r, Mapping)
+    ]
+    if isinstance(incident.get("OpenPaths"), list):
+        return {"count": len(rows), "paths": rows}
+    note = str(incident.get("OpenPathsError") or "") or (
+        "dry run: nothing was changed" if incident.get("DryRun") else "not computed for this incident"
+    )
+    return {"count": None, "paths": [], "note": note}
 
 
 def _actions(incident: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
@@ -461,6 +482,7 @@ def render_markdown(pack: Mapping[str, Any]) -> str:
     lines += _actions_md(pack)
     lines += _state_md(_dict(pack.get("state")))
     lines += _evidence_md(_dict(pack.get("evidence")))
+    lines += _open_paths_md(_dict(pack.get("paths_left_open")))
     lines += ["## Verdict reasons", "", *_bullets(pack.get("reasons"), "none recorded")]
     lines += ["## Findings", "", *_bullets(pack.get("findings"), "none")]
     lines += ["## Skipped targets", ""]
@@ -473,6 +495,21 @@ def render_markdown(pack: Mapping[str, Any]) -> str:
     lines += [f"- [ ] {_text(r)}" for r in remaining] or ["nothing recorded"]
     lines += ["", f"_Generated at {pack.get('generated_at', '')} from the audit ledger._", ""]
     return _scrub_text("\n".join(lines))
+
+
+def _open_paths_md(open_paths: Mapping[str, Any]) -> list[str]:
+    count = open_paths.get("count")
+    if count is None:
+        return ["## Paths left open: not known", "", _text(open_paths.get("note") or ""), ""]
+    rows = [
+        [str(p.get("account")).rsplit("/", 1)[-1], p.get("path"), p.get("why")]
+        for p in _list(open_paths.get("paths"))
+    ]
+    return [
+        f"## Paths left open: {count}",
+        "",
+        *(_table(["account", "path", "why"], rows) if rows else ["none", ""]),
+    ]
 
 
 def _summary_md(pack: Mapping[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ from responders.core.timeutil import parse_time
 from responders.execute import TransientFailure, describe, is_transient
 
 if TYPE_CHECKING:
-    from responders.core.model import Plan
+    from responders.core.model import Facts, Outcome, Plan
     from responders.service import Runtime
 
 log = logging.getLogger("responders.followup")
@@ -72,6 +72,64 @@ def _inline(value: object, limit: int = 2000) -> str:
     return html.escape(_BREAKS.sub(" ", str(value))[:limit], quote=False)
 
 
+def paths_left_open(
+    plan: Plan, outcomes: list[Outcome], rt: Runtime, before: Facts | None = None
+) -> list[dict[str, str]] | None:
+    """The access paths still open after containment, recorded on the incident row. The state after is
+    the facts read just before acting with what each step observed of its target put over them (no
+    read more: a storm's incidents stay within Resource Manager's read budget); a plan rebuilt from
+    the ledger (an approval, a resumed delivery) has no such facts, so its accounts and principals are
+    read again. None when that read fails (the reason is recorded; containment stands)."""
+    from responders.core.model import Signal, SignalKind
+    from responders.core.open_paths import after_facts, as_rows, left_open
+    from responders.service import gather_facts
+
+    accounts = [a for a in plan.verdict.synthetic_accounts if a not in plan.verdict.blocked]
+    accounts += [a.target.lower() for a in plan.actions if a.target.startswith("/subscriptions/")]
+    principals = [a.target.lower() for a in plan.actions if a.kind == "identity.disable_service_principal"]
+    principals += [*plan.signal.principals, plan.signal.caller.object_id]
+    principals += [a.params.get("principal", "") for a in plan.actions]
+    accounts, principals = list(dict.fromkeys(accounts)), [p for p in dict.fromkeys(principals) if p]
+    if not accounts:
+        return []
+    # a manual-kind read: the accounts, their role assignments and the principals, no log query
+    read = Signal(
+        id=plan.signal.id,
+        source="open-paths",
+        kind=SignalKind.MANUAL,
+        event_type="",
+        accounts=tuple(accounts),
+        principals=tuple(principals),
+    )
+    try:
+        after = after_facts(before, outcomes) if before is not None else gather_facts(read, rt)
+    except Exception as exc:
+        why = f"the state after containment could not be read: {describe(exc)}"
+        log.warning("incident %s: paths left open not computed: %s", plan.incident, why)
+        rt.ledger.set_incident_status(plan.incident, None, rt.clock(), OpenPathsError=why)
+        return None
+    # what this run and every earlier one of the incident (before an approval, say) ended contained
+    finished = ("contained", "already-contained")
+    done = [(o.action.kind, o.action.target) for o in outcomes if o.status in finished]
+    row = rt.ledger.incident(plan.incident) or {}
+    done += [
+        (str(a.get("Kind")), str(a.get("Target")))
+        for a in row.get("actions", [])
+        if a.get("Status") in finished
+    ]
+    rows = as_rows(
+        left_open(
+            after,
+            since=plan.signal.occurred_at,
+            principals=principals,
+            done=done,
+            responder=rt.settings.policy.responder_object_ids,
+        )
+    )
+    rt.ledger.set_incident_status(plan.incident, None, rt.clock(), OpenPaths=rows)
+    return rows
+
+
 def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None, remaining: list[str]) -> str:
     """What the responder did, in words a Sentinel analyst reads: verdict, actions, what remains. Every
     value goes through _inline; only the lines built here are lines."""
@@ -107,6 +165,12 @@ def comment_text(result: dict[str, Any], evidence: dict[str, Any] | None, remain
                 f"- {_inline(caller['ip'])} {_inline(caller['auth'])}: {ops}; "
                 f"{_inline(caller['bytes_out'])} bytes out ({_inline(', '.join(caller['accounts']))})"
             )
+    open_paths = result.get("paths_left_open")
+    if open_paths is not None:
+        lines.append(f"Paths left open: {len(open_paths)}")
+        for p in open_paths:
+            account = _inline(str(p["account"]).rsplit("/", 1)[-1])
+            lines.append(f"- {_inline(p['path'])} on {account}: {_inline(p['why'])}")
     if remaining:
         lines += ["Remaining for a human:", *(f"- {_inline(r)}" for r in remaining)]
     lines.append(f"Evidence pack: python -m responders evidence {_inline(result['incident'])}")

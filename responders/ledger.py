@@ -672,6 +672,7 @@ JSON_FIELDS = {
     "Owners",
     "Caller",
     "Evidence",
+    "OpenPaths",
     "Comment",
     "Document",
     "Scope",

@@ -25,6 +25,7 @@ from responders.core.model import (
     Signal,
     SignalKind,
 )
+from responders.core.open_paths import private_endpoint_connections
 from responders.core.parse import decode_json, parse_item
 from responders.core.plan import Template, access_kinds, shape
 from responders.core.plan import plan as make_plan
@@ -123,6 +124,7 @@ def _account_facts(account_id: str, seed: Mapping[str, Any]) -> AccountFacts:
         allow_shared_key_access=None if shared is None else bool(shared),
         public_network_access=None if access is None else str(access),
         network_acls=network_acls(acls if isinstance(acls, Mapping) else None),
+        private_endpoints=private_endpoint_connections(props.get("privateEndpointConnections")),
         key_creation_time=(
             dict.fromkeys(("key1", "key2"))
             if "keyCreationTime" in seed and seed["keyCreationTime"] is None

@@ -478,15 +478,22 @@ def _classify_and_execute(
         owners=owners_of(facts),
     )
     known = Known(known_state(facts), read_at)
-    return _execute(plan, rt, dry_run=dry_run, foldable=signal.kind in FOLDABLE, known=known)
+    return _execute(plan, rt, dry_run=dry_run, foldable=signal.kind in FOLDABLE, known=known, facts=facts)
 
 
 def _execute(
-    plan: Plan, rt: Runtime, *, dry_run: bool, foldable: bool = False, known: Known | None = None
+    plan: Plan,
+    rt: Runtime,
+    *,
+    dry_run: bool,
+    foldable: bool = False,
+    known: Known | None = None,
+    facts: Facts | None = None,
 ) -> dict[str, Any]:
     """Run the plan, record the outcome, follow up. `foldable`: the plan was made from the signal
     itself (not rebuilt from the ledger), so a storm of the same change may be folded into it.
-    `known`: the facts just read, which answer each step's first read."""
+    `known`: the facts just read, which answer each step's first read; `facts`: those facts, from
+    which the state after containment is derived for the paths left open."""
     from responders import followup
 
     evidence_before = followup.start_evidence(plan, rt)
@@ -511,6 +518,8 @@ def _execute(
             evidence_before.cancel()
         raise TransientFailure(f"incident {plan.incident}: some actions must be retried")
     evidence = followup.finish_evidence(plan, rt, evidence_before, dry_run, acted_from)
+    if not dry_run and plan.verdict.leak:
+        result["paths_left_open"] = followup.paths_left_open(plan, outcomes, rt, facts)
     if not dry_run:
         followup.write_back(plan, rt, result, evidence)
     return result
@@ -604,4 +613,5 @@ def ledger_report(row: dict[str, Any]) -> dict[str, Any]:
         "plan": [{k: item.get(k) for k in ("kind", "target", "params", "mode", "reason")} for item in plan],
         "skipped": [{"what": w, "why": y} for w, y in (row.get("Skipped") or [])],
         "outcomes": outcomes,
+        **({"paths_left_open": row["OpenPaths"]} if isinstance(row.get("OpenPaths"), list) else {}),
     }

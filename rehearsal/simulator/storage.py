@@ -120,6 +120,8 @@ def account_view(account: dict[str, Any], expand: str = "", now: str = "") -> di
     }
     properties = _merge(properties, account["properties"])
     properties["networkAcls"] = network_acls(account["properties"].get("networkAcls"))
+    # the account body carries its connections too, each whole (StorageAccount.privateEndpointConnections)
+    properties["privateEndpointConnections"] = private_endpoint_connections(account)
     # an account older than the property reports null per key (storage-account-keys-manage.md)
     properties["keyCreationTime"] = {k: v["creationTime"] for k, v in account["keys"].items()}
     routing = properties.get("routingPreference") or {}
@@ -146,6 +148,43 @@ def account_view(account: dict[str, Any], expand: str = "", now: str = "") -> di
         "tags": copy.deepcopy(account["tags"]),
         "properties": properties,
     }
+
+
+def private_endpoint_connections(account: dict[str, Any]) -> list[dict[str, Any]]:
+    """The account's private endpoint connections in the shape Resource Manager answers them (id, name,
+    type, properties with provisioningState, privateEndpoint and privateLinkServiceConnectionState:
+    StorageAccountListPrivateEndpointConnections.json), from the seed's flat or full entries."""
+    out = []
+    for seed in account["properties"].get("privateEndpointConnections") or []:
+        name = str(seed.get("name") or "pe-connection")
+        props = copy.deepcopy(seed.get("properties") or {})
+        props.setdefault("provisioningState", "Succeeded")
+        props.setdefault("privateEndpoint", {"id": str(seed.get("privateEndpoint") or "")})
+        props.setdefault(
+            "privateLinkServiceConnectionState",
+            {
+                "status": str(seed.get("status") or "Approved"),
+                "description": "Auto-Approved",
+                "actionRequired": "None",
+            },
+        )
+        out.append(
+            {
+                "id": f"{account['id']}/privateEndpointConnections/{name}",
+                "name": name,
+                "type": f"{OP}/privateEndpointConnections",
+                "properties": props,
+            }
+        )
+    return out
+
+
+def list_private_endpoint_connections(ctx: Context, call: Call) -> Reply:
+    with ctx.state.lock:
+        found = _find(ctx, call)
+        if isinstance(found, Reply):
+            return found
+        return Reply(200, {"value": private_endpoint_connections(found)})
 
 
 def get_account(ctx: Context, call: Call) -> Reply:
@@ -462,6 +501,7 @@ ROUTES: list[Route] = [
     route("POST", ACCOUNT + "/listKeys", list_keys, ARM),
     route("POST", ACCOUNT + "/regenerateKey", regenerate_key, ARM),
     route("POST", ACCOUNT + "/revokeUserDelegationKeys", revoke_user_delegation_keys, ARM),
+    route("GET", ACCOUNT + "/privateEndpointConnections", list_private_endpoint_connections, ARM),
     route("GET", CONTAINERS, list_containers, ARM),
     route("GET", CONTAINERS + r"/(?P<container>[^/]+)", get_container, ARM),
     route("PATCH", CONTAINERS + r"/(?P<container>[^/]+)", patch_container, ARM),

@@ -20,6 +20,7 @@ from responders.core.network import (
     restricted_acls,
     same_network,
 )
+from responders.core.open_paths import private_endpoint_connections
 from responders.core.parse import guid
 from responders.core.timeutil import is_after
 
@@ -130,6 +131,7 @@ def read_account(
         allow_shared_key_access=None if shared is None else bool(shared),
         public_network_access=_public_network_access(props),
         network_acls=_network_acls(props),
+        private_endpoints=private_endpoint_connections(props.get("privateEndpointConnections")),
     )
 
 

@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from responders.core import defender
 from responders.core.model import AccountFacts, Facts, Signal, SignalKind, Verdict
+from responders.core.open_paths import account_findings
 from responders.core.policy import Policy
 
 SEVERITIES = ("none", "low", "medium", "high", "critical")
@@ -192,6 +193,7 @@ def classify(signal: Signal, facts: Facts, policy: Policy, echo: str = "") -> Ve
             continue
         synthetic.append(account_id)
         reasons.append(f"{account_id}: synthetic data ({'; '.join(marks)})")
+        findings += [f"{account_id}: {f}" for f in account_findings(account)]
         if signal.kind is SignalKind.BLOB_CREATED and not _matches(account.tags, policy.synthetic_tags):
             findings.append(f"{account_id}: synthetic data landed in an account not classified for it")
         base = "medium"

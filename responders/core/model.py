@@ -111,6 +111,9 @@ class AccountFacts:
     # `networkAcls` exactly as Resource Manager answered it (defaultAction, bypass, ipRules, ipv6Rules,
     # virtualNetworkRules, resourceAccessRules); empty when it answered none
     network_acls: Mapping[str, Any] = field(default_factory=dict)
+    # (name, privateLinkServiceConnectionState.status) of each private endpoint connection the account
+    # shows in properties.privateEndpointConnections
+    private_endpoints: tuple[tuple[str, str], ...] = ()
 
     @property
     def account_public_allowed(self) -> bool:
