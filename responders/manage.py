@@ -111,6 +111,10 @@ def present_conflict(rt: Runtime, incident: str, action: Action, record: dict[st
         return f"incident {other} acted on it later (at {when}); this restore would undo that"
     handler = HANDLERS[action.kind]
     state = handler.read(rt.clients, action)
+    if record.get("Status") == "failed":  # a multi-write step that failed part way (`_partly_done`)
+        if handler.left_partly(state, record.get("Before") or {}):  # type: ignore[attr-defined]
+            return ""
+        return f"the current state {state} is not what this incident left (part of {record.get('Before')})"
     after = record.get("After") or {}
     unchanged = getattr(handler, "unchanged", None)
     if not handler.done(state, action, "") or (unchanged is not None and not unchanged(state, after)):
@@ -119,11 +123,24 @@ def present_conflict(rt: Runtime, incident: str, action: Action, record: dict[st
     return ""
 
 
+def _partly_done(record: dict[str, Any]) -> bool:
+    """A step of several writes (one per role assignment) that failed after some of them landed: its
+    recorded before-state says what to put back, so restore covers it like a contained one."""
+    handler = HANDLERS.get(str(record.get("Kind", "")))
+    return (
+        record.get("Status") == "failed"
+        and bool(getattr(handler, "restores_partly", False))
+        and isinstance(record.get("Before"), dict)
+        and bool(record["Before"])
+    )
+
+
 def restore(rt: Runtime, incident: str, *, execute: bool, by: str) -> dict[str, Any]:
     """Put back the recorded before-state of reversible actions; refuse what cannot be undone."""
     row = _incident(rt, incident)
     plan = {a.key: a for a in plan_from_ledger(row).actions}
-    done = [a for a in row["actions"] if a.get("Status") == "contained" and a["RowKey"] in plan]
+    undoable = [a for a in row["actions"] if a.get("Status") == "contained" or _partly_done(a)]
+    done = [a for a in undoable if a["RowKey"] in plan]
     refused = [
         {
             "kind": a["Kind"],

@@ -28,6 +28,7 @@ from tests.test_role_removal import (
     KIND,
     ON_ACCOUNT,
     ON_CONTAINER,
+    READER,
     claims_tenant,
     names,
     role_row,
@@ -145,3 +146,53 @@ def test_restore_refuses_a_recorded_role_of_another_subscription(make_harness) -
     assert "subscription" in entry["error"], entry
     assert role_puts(h) == []
     assert not names(h) & {ON_ACCOUNT, ON_CONTAINER}, "all recorded ones are checked before any is sent"
+
+
+def test_a_removal_that_failed_part_way_is_restored_for_what_it_removed(make_harness) -> None:
+    from tests.simulator_fixtures import example
+
+    h = make_harness(tenant=claims_tenant())
+    denied = example("arm_role_assignments_403_authorization_failed_docs.json")
+    under = r"containers/claims-synth/providers/Microsoft\.Authorization/roleAssignments/"
+    h.sim.play_recorded("DELETE", under, 403, denied)  # the second DELETE is refused, the first landed
+    [event] = sample("03-listkeys-by-app.json")
+    h.eventgrid(event)
+    incident = role_row(h, event)["PartitionKey"]
+    h.http("playbook", {"approve": incident, "execute": True})
+    assert role_row(h, event)["Status"] == "failed"
+    assert ON_ACCOUNT not in names(h)
+    assert ON_CONTAINER in names(h)
+    h.sim.clear_recorded()
+
+    status, body, _ = h.http("playbook", {"restore": incident, "execute": True})
+    assert status == 200, body
+    [entry] = [e for e in body["restored"] if e["kind"] == KIND]
+    assert entry["status"] == "restored", entry
+    assert {ON_ACCOUNT, ON_CONTAINER} <= names(h)
+    assert [p.rsplit("/", 1)[-1] for p in role_puts(h)] == [ON_ACCOUNT], "only what the step removed"
+    assert role_row(h, event)["Status"] == "restored"
+
+
+def test_a_removal_that_failed_part_way_is_not_restored_over_a_later_assignment(make_harness) -> None:
+    from tests.simulator_fixtures import example
+
+    h = make_harness(tenant=claims_tenant())
+    denied = example("arm_role_assignments_403_authorization_failed_docs.json")
+    under = r"containers/claims-synth/providers/Microsoft\.Authorization/roleAssignments/"
+    h.sim.play_recorded("DELETE", under, 403, denied)
+    [event] = sample("03-listkeys-by-app.json")
+    h.eventgrid(event)
+    incident = role_row(h, event)["PartitionKey"]
+    h.http("playbook", {"approve": incident, "execute": True})
+    h.sim.clear_recorded()
+    later = "a5555555-5555-4555-8555-555555555555"
+    with h.sim.state.locked() as state:  # someone grants the principal another role on the account since
+        granted = copy.deepcopy(state.role_assignments[ON_CONTAINER])
+        granted["name"] = later
+        granted["properties"]["roleDefinitionId"] = READER
+        state.role_assignments[later] = granted
+    status, body, _ = h.http("playbook", {"restore": incident, "execute": True})
+    assert status == 200, body
+    assert not [e for e in body["restored"] if e["kind"] == KIND], body
+    assert any(r["kind"] == KIND and "not what this incident left" in r["why"] for r in body["refused"]), body
+    assert role_puts(h) == []

@@ -138,6 +138,8 @@ class RemoveRoleAssignments:
 
     kind = "authorization.remove_role_assignments"
     observable = True
+    # one DELETE per assignment: a step that failed part way has removed some, which restore puts back
+    restores_partly = True
 
     def __init__(self) -> None:
         # what the step's last read saw, by action key: apply deletes exactly those (the ones the
@@ -178,19 +180,28 @@ class RemoveRoleAssignments:
             client.role_assignments.delete(checked_scope(str(record.get("scope", "")), ref), name)
         return []
 
+    def left_partly(self, state: dict[str, Any], before: dict[str, Any]) -> bool:
+        """After a removal that failed part way: does the principal hold nothing at or under the account
+        but what the step recorded before (none granted since, which restore would add to)?"""
+        recorded = {str(r.get("name", "")) for r in before.get("assignments") or [] if isinstance(r, dict)}
+        return {r["name"] for r in state.get("assignments") or []} <= recorded
+
     def restore(self, clients: Clients, action: Action, before: dict[str, Any]) -> list[Write]:
-        """PUT each recorded assignment back under its own name, with its role, principal and condition
-        (Azure answers 200 for one that exists unchanged; RoleAssignmentExists for the same role under
-        another name). Needs Microsoft.Authorization/roleAssignments/write, which the responder's
-        role does not hold: run by a human with that right."""
+        """PUT each recorded assignment the principal no longer holds back under its own name, with its
+        role, principal and condition (one still held, after a removal that failed part way, is left as
+        it is). Needs Microsoft.Authorization/roleAssignments/write, which the responder's role does not
+        hold: run by a human with that right."""
         from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
         ref, principal = account_ref(action.target), principal_of(action)
         refuse_own(clients, principal)  # a role for the responder itself would widen its own rights
         recorded = before.get("assignments") or []
         checked = [_restorable(r, ref, principal) for r in recorded]  # all valid, or nothing is sent
+        held = {r["name"] for r in role_state(clients, action)["assignments"]}
         client = clients.authorization(ref.subscription)
         for scope, name, record in checked:
+            if name in held:
+                continue
             client.role_assignments.create(
                 scope,
                 name,
