@@ -376,25 +376,19 @@ def _remaining(pack: Mapping[str, Any]) -> list[str]:
         ]
     if pack["dry_run"] and pack["actions"]:
         out.append("Dry-run: nothing was changed. Execute the plan or contain the exposure by hand.")
-    regenerated: dict[str, list[str]] = {}
+    # each contained step's note for a human, from its catalogue entry: one per kind and target (the
+    # two regenerated keys of an account are one note), in the order the steps ran
+    notes: dict[tuple[str, str], dict[str, Any]] = {}
     for a in pack["actions"]:
         label = f"{a['kind']} on {a['target_name']}"
         status = a["status"]
-        if a["kind"] == "identity.disable_service_principal" and status == "contained":
-            acted = parse_time(a["acted_at"])
-            until = f" (until {_iso(acted + TOKEN_LIFETIME)})" if acted else ""
-            out.append(
-                f"Tokens already issued to service principal {a['target_name']} remain valid for up to "
-                f"90 minutes after it was disabled{until}: watch its sign-ins and revoke what you can."
+        spec = CATALOGUE.get(a["kind"])
+        if spec is not None and spec.remaining and status == "contained":
+            note = notes.setdefault(
+                (a["kind"], a["target_name"]), {"text": spec.remaining, "keys": [], "at": None}
             )
-        elif a["kind"] == "storage.regenerate_key" and status == "contained":
-            names = regenerated.setdefault(a["target_name"], [])
-            names.append(str(a["params"].get("key_name") or "key"))
-        elif a["kind"] == "storage.revoke_user_delegation_keys" and status == "contained":
-            out.append(
-                f"User-delegation SAS for {a['target_name']} are dead: legitimate clients must request "
-                "new user-delegation keys and reissue their SAS."
-            )
+            note["keys"].append(str(a["params"].get("key_name") or "key"))
+            note["at"] = note["at"] or parse_time(a["acted_at"])
         if status == "failed":
             error = f" ({a['error']})" if a["error"] else ""
             out.append(f"{label} failed{error}: decide whether to retry or contain by hand.")
@@ -409,11 +403,9 @@ def _remaining(pack: Mapping[str, Any]) -> list[str]:
             out.append(f"{label} was skipped: decide whether it needs manual containment.")
         if a.get("restore_error"):
             out.append(f"Restoring {label} failed ({a['restore_error']}): restore it by hand.")
-    for name, keys in regenerated.items():
-        out.append(
-            f"Keys {', '.join(keys)} of {name} were regenerated: hand the new keys to legitimate users "
-            "(portal or `az storage account keys list`) and reissue the SAS they signed."
-        )
+    for (_, name), note in notes.items():
+        until = f" (until {_iso(note['at'] + TOKEN_LIFETIME)})" if note["at"] else ""
+        out.append(note["text"].format(target=name, until=until, keys=", ".join(note["keys"])))
     for finding in pack["findings"]:
         out.append(f"Finding not fixed automatically: {finding}")
     for skip in pack["skipped"]:

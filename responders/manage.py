@@ -9,22 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from responders.actions import HANDLERS
+from responders.core.catalogue import RESTORE_ORDER
 from responders.core.classify import blocked_reason
 from responders.core.model import Action, BadInput
 from responders.core.timeutil import is_after
 from responders.evidence_pack import IRREVERSIBLE
 from responders.execute import describe
 from responders.service import Runtime, _execute, ledger_report, plan_from_ledger
-
-# account-level public access must be allowed again before a container can be made public again
-RESTORE_ORDER = {
-    "identity.disable_service_principal": 0,
-    "authorization.remove_role_assignments": 0,
-    "storage.disable_public_access": 1,
-    "storage.make_container_private": 2,
-    "storage.restrict_network": 3,
-    "storage.disable_shared_key": 4,
-}
 
 
 def _incident(rt: Runtime, incident: str) -> dict[str, Any]:

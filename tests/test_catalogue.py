@@ -56,3 +56,20 @@ def test_entries_are_complete_and_the_policy_is_derived_from_them() -> None:
     assert dict(Policy.from_dict({}).approval) == dict(Policy().approval)
     with pytest.raises(BadInput, match=r"unknown action 'storage\.delete_account'"):
         Policy.from_dict({"approval": {"storage.delete_account": "auto"}})
+
+
+def test_restore_order_and_the_notes_for_humans_are_declared_in_the_catalogue() -> None:
+    import inspect
+
+    from responders import evidence_pack, manage
+    from responders.core.catalogue import RESTORE_ORDER
+
+    assert manage.RESTORE_ORDER is RESTORE_ORDER
+    assert set(RESTORE_ORDER) == {k for k, s in CATALOGUE.items() if s.reversible}
+    # account-level public access is allowed again before a container is made public again
+    assert RESTORE_ORDER["storage.disable_public_access"] < RESTORE_ORDER["storage.make_container_private"]
+    remaining = inspect.getsource(evidence_pack._remaining)
+    assert not [kind for kind in CATALOGUE if f'"{kind}"' in remaining], (
+        "per-kind notes belong in the catalogue"
+    )
+    assert all("{target}" in s.remaining for s in CATALOGUE.values() if s.remaining)

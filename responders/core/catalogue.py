@@ -27,7 +27,11 @@ class ActionSpec:
     """What one action kind is; `does` and `undo` are the README table's cells, word for word.
 
     `arm_actions` is what the responder's own role grants for the step; `restore_arm_actions` is what
-    undoing it needs beyond that, held by whoever runs `restore`, never by the responder.
+    undoing it needs beyond that, held by whoever runs `restore`, never by the responder. A reversible
+    action's `restore_order` says when `restore` undoes it (lower first). `remaining` is what the
+    evidence pack tells a human once the step is contained: `{target}` is its target's name, `{until}`
+    when tokens issued before it expire, `{keys}` the keys regenerated on the account (the notes of one
+    kind and target are said once).
     """
 
     kind: str
@@ -38,6 +42,8 @@ class ActionSpec:
     graph_permissions: tuple[str, ...] = ()
     approval: str = "auto"
     restore_arm_actions: tuple[str, ...] = ()
+    restore_order: int = 0
+    remaining: str = ""
 
 
 CATALOGUE: dict[str, ActionSpec] = {
@@ -49,6 +55,8 @@ CATALOGUE: dict[str, ActionSpec] = {
             reversible=True,
             undo="set allowBlobPublicAccess back to the recorded before-state",
             arm_actions=(f"{SA}/read", f"{SA}/write"),
+            # account-level public access must be allowed again before a container can be made public again
+            restore_order=1,
         ),
         ActionSpec(
             kind="storage.make_container_private",
@@ -56,6 +64,7 @@ CATALOGUE: dict[str, ActionSpec] = {
             reversible=True,
             undo="set the container's recorded public access level back",
             arm_actions=(f"{CONTAINERS}/read", f"{CONTAINERS}/write"),
+            restore_order=2,
         ),
         ActionSpec(
             kind="storage.regenerate_key",
@@ -66,6 +75,10 @@ CATALOGUE: dict[str, ActionSpec] = {
                 "`az storage account keys list`) to legitimate users and reissue their SAS"
             ),
             arm_actions=(f"{SA}/read", f"{SA}/regeneratekey/action"),
+            remaining=(
+                "Keys {keys} of {target} were regenerated: hand the new keys to legitimate users "
+                "(portal or `az storage account keys list`) and reissue the SAS they signed."
+            ),
         ),
         ActionSpec(
             kind="storage.revoke_user_delegation_keys",
@@ -76,6 +89,10 @@ CATALOGUE: dict[str, ActionSpec] = {
                 "and reissue their SAS"
             ),
             arm_actions=(f"{SA}/revokeUserDelegationKeys/action",),
+            remaining=(
+                "User-delegation SAS for {target} are dead: legitimate clients must request new "
+                "user-delegation keys and reissue their SAS."
+            ),
         ),
         ActionSpec(
             kind="identity.disable_service_principal",
@@ -86,6 +103,10 @@ CATALOGUE: dict[str, ActionSpec] = {
             reversible=True,
             undo="re-enable the service principal (accountEnabled=true)",
             graph_permissions=GRAPH_PERMISSIONS,
+            remaining=(
+                "Tokens already issued to service principal {target} remain valid for up to 90 minutes "
+                "after it was disabled{until}: watch its sign-ins and revoke what you can."
+            ),
         ),
         ActionSpec(
             kind="storage.restrict_network",
@@ -101,6 +122,7 @@ CATALOGUE: dict[str, ActionSpec] = {
             ),
             arm_actions=(f"{SA}/read", f"{SA}/write"),
             approval="approval",
+            restore_order=3,
         ),
         ActionSpec(
             kind="storage.disable_shared_key",
@@ -112,6 +134,7 @@ CATALOGUE: dict[str, ActionSpec] = {
             undo="set allowSharedKeyAccess back to the recorded before-state (absent is written as true)",
             arm_actions=(f"{SA}/read", f"{SA}/write"),
             approval="approval",
+            restore_order=4,
         ),
         ActionSpec(
             kind="authorization.remove_role_assignments",
@@ -134,6 +157,7 @@ CATALOGUE: dict[str, ActionSpec] = {
 }
 ACTION_KINDS = tuple(CATALOGUE)
 REVERSIBLE = {kind: spec.reversible for kind, spec in CATALOGUE.items()}
+RESTORE_ORDER = {kind: spec.restore_order for kind, spec in CATALOGUE.items() if spec.reversible}
 
 
 def arm_actions() -> frozenset[str]:
