@@ -364,3 +364,25 @@ def test_the_simulator_lists_private_endpoint_connections_as_resource_manager_do
     assert connection["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
     # the account's own body carries the same connections
     assert account["properties"]["privateEndpointConnections"] == body["value"]
+
+
+def test_the_pack_escapes_the_paths_it_renders() -> None:
+    from datetime import UTC, datetime
+
+    from responders.evidence_pack import build_pack, render_markdown
+
+    hostile = "pe|x\n## Actions: contained <img src=x> [link](https://evil.example)"
+    row = {
+        "PartitionKey": "inc-0123",
+        "Leak": True,
+        "OpenPaths": [{"account": ACCOUNT, "path": "private-endpoint", "why": hostile}],
+    }
+    p = build_pack(row, datetime(2026, 11, 25, tzinfo=UTC))
+    assert p["paths_left_open"]["count"] == 1
+    text = render_markdown(p)
+    section = text.split("## Paths left open: 1", 1)[1].split("\n## ", 1)[0]
+    [line] = [ln for ln in section.splitlines() if "private-endpoint" in ln]
+    assert line.count(" | ") == 2, line  # the value's pipe cannot add a column
+    assert "<img" not in line
+    assert "\n## Actions: contained" not in section
+    assert "](https://evil.example)" not in line
