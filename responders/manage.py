@@ -65,11 +65,13 @@ def approve(rt: Runtime, incident: str, keys: list[str] | None, *, execute: bool
 
 
 def still_forbidden(rt: Runtime, action: Action) -> str:
-    """Why the policy forbids this action now (exempt or out of scope, read afresh), or ""."""
+    """Why the policy forbids this action now (exempt or out of scope, read afresh), or "". The scope is
+    the pipeline's: a management group's subscriptions count, as when the plan was made."""
     from responders.actions.identity import read_principal
     from responders.actions.storage import read_account
+    from responders.scope import effective_policy
 
-    policy = rt.settings.policy
+    policy = effective_policy(rt)[0]
     if action.kind == "identity.disable_service_principal":
         if action.target in policy.responder_object_ids:
             return "the responder's own identity is never disabled"
@@ -151,14 +153,24 @@ def restore(rt: Runtime, incident: str, *, execute: bool, by: str) -> dict[str, 
     }
     if not todo and not refused:
         result["note"] = "nothing was contained by this incident, so there is nothing to restore"
-    conflicts = [
+    # a restore is a write like any other: never where the policy, as it stands now, forbids one
+    forbidden = [
+        {"kind": a["Kind"], "target": a["Target"], "params": a.get("Params") or {}, "why": why}
+        for a in todo
+        if (why := still_forbidden(rt, plan[a["RowKey"]]))
+    ]
+    conflicts = forbidden or [
         {"kind": a["Kind"], "target": a["Target"], "params": a.get("Params") or {}, "why": why}
         for a in todo
         if (why := present_conflict(rt, incident, plan[a["RowKey"]], a))
     ]
     if conflicts:  # all or nothing: a half-restored resource helps nobody
         result["refused"] += conflicts
-        result["note"] = "nothing restored: the resource is not as this incident left it"
+        result["note"] = (
+            "nothing restored: the policy forbids writing there now"
+            if forbidden
+            else "nothing restored: the resource is not as this incident left it"
+        )
         return result
     for record in todo:
         action = plan[record["RowKey"]]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from azure.data.tables import UpdateMode
 
+from responders.service import plan_from_ledger
 from tests.harness import RESPONDER_OID, SUB
 from tests.test_network_actions import (
     ACCOUNT,
@@ -125,9 +126,16 @@ def test_restore_never_creates_an_assignment_for_the_responder_whatever_the_ledg
     )
     status, body, _ = h.http("playbook", {"restore": incident, "execute": True})
     assert status == 200, body
-    [entry] = [e for e in body["restored"] if e["kind"] == KIND]
-    assert entry["status"] == "failed", entry
-    assert "never" in entry["error"], entry
+    assert body["restored"] == [], body
+    assert any(r["kind"] == KIND and "never" in r["why"] for r in body["refused"]), body
+    assert role_puts(h) == []
+
+    # the adapter refuses it too, whoever calls it
+    from responders.actions import HANDLERS
+
+    action = next(a for a in plan_from_ledger(h.rt.ledger.incident(incident)).actions if a.kind == KIND)
+    with pytest.raises(ValueError, match="never"):
+        HANDLERS[KIND].restore(h.rt.clients, action, before)
     assert role_puts(h) == []
     assert not [a for a in h.sim.state.role_assignment_list() if a["name"] in (ON_ACCOUNT, ON_CONTAINER)]
 
