@@ -15,7 +15,7 @@ import pytest
 from responders import review
 from responders.core.policy import Policy
 from responders.core.posture import Assessment, Finding, assess
-from responders.core.review import CLOSED, OPEN, fold
+from responders.core.review import CLOSED, OPEN, fold, summary
 from responders.posture import read_posture
 from tests.harness import PREFIX, TENANT, Harness
 
@@ -69,7 +69,27 @@ def test_a_sweep_that_did_not_see_an_account_or_make_a_check_closes_nothing_ther
     assert {i.key: i.status for i in partial.items} == {a.key: OPEN, b.key: OPEN}
     assert partial.run.complete is False
     assert {i.key: i for i in partial.items}[a.key].last_seen == T0, "not seen again, not refreshed"
-    assert partial.changed == ()
+    assert [(i.key, i.blind, i.last_seen) for i in partial.changed] == [(b.key, True, T0)]
+
+
+def test_a_complete_sweep_writes_only_what_changed_and_the_review_says_when_each_was_last_seen() -> None:
+    a, b = finding("shared-key-access", ACCOUNT_A), finding("no-blob-logs", ACCOUNT_B)
+    start = fold([], [a, b], at=T0)
+    stored = start.changed  # what the ledger holds after the first sweep
+    again = fold(stored, [a, b], at=T1)
+    assert again.changed == (), "a sweep that finds the same findings rewrites none of them"
+    lines = [start.run, again.run]
+    shown = {i["key"]: i["last_seen"] for i in summary(stored, lines)["items"]}
+    assert shown == {a.key: T1, b.key: T1}, "last seen is the latest complete sweep's time"
+    # a complete sweep blind to b's check: b keeps the time it was last really seen
+    blind = fold(stored, [a], at=T2, unevaluated=[("no-blob-logs", ACCOUNT_B)])
+    assert [(i.key, i.blind) for i in blind.changed] == [(b.key, True)]
+    stored = [*(i for i in stored if i.key != b.key), *blind.changed]
+    shown = {i["key"]: i["last_seen"] for i in summary(stored, [*lines, blind.run])["items"]}
+    assert shown == {a.key: T2, b.key: T0}
+    # seen again: no longer blind, written once
+    back = fold(stored, [a, b], at=T3)
+    assert [(i.key, i.blind, i.last_seen) for i in back.changed] == [(b.key, False, T3)]
 
 
 def test_items_rank_open_first_then_by_risk() -> None:
@@ -141,8 +161,9 @@ def test_each_sweep_writes_the_review_and_a_fix_closes_its_finding(make_harness)
     assert latest["median_seconds_to_close"] == 7200.0
 
     third = sweep(h, T2, policy)
-    assert third.changed
-    assert all(i.last_seen == T2 for i in third.changed if i.status == OPEN)
+    assert third.changed == (), "nothing changed, so nothing is rewritten"
+    shown = review.latest(h.rt)["items"]
+    assert all(i["last_seen"] == T2 for i in shown if i["status"] == OPEN), "seen by the complete sweep"
     assert [r["at"] for r in review.latest(h.rt, runs=2)["trend"]] == [T1, T2], "the newest sweeps"
 
 

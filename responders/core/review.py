@@ -5,6 +5,11 @@ seen moves with every sweep that finds it again, and it closes when a later swee
 no longer finds it, with the time it took. A sweep that saw only part of the estate (an incomplete
 Resource Graph answer, an account not read, a check not made) closes nothing it could not see: silence
 is never taken for a fix. Found again after closing, an item reopens (its first seen is kept).
+
+A complete sweep sees every open item it does not close, except those it was blind to (marked so),
+so an item it finds unchanged is not written again: its last seen is that sweep's time (`summary`
+derives it). Writing every open item on every sweep would rewrite the whole review every 15 minutes
+(8,000 rows for 4,000 accounts with two findings each). An incomplete sweep writes what it saw.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ class Item:
     closed_at: str = ""
     seconds_to_close: float | None = None
     reopened: int = 0
+    blind: bool = False  # open, but the latest sweep could not make its check: last seen is as stored
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +66,7 @@ class Item:
             "closed_at": self.closed_at,
             "seconds_to_close": self.seconds_to_close,
             "reopened": self.reopened,
+            "blind": self.blind,
         }
 
     @classmethod
@@ -83,6 +90,7 @@ class Item:
             closed_at=str(raw.get("closed_at", "") or ""),
             seconds_to_close=None if seconds in (None, "") else float(seconds),
             reopened=int(raw.get("reopened") or 0),
+            blind=bool(raw.get("blind")),
         )
 
 
@@ -170,6 +178,7 @@ def fold(
             "risk": finding.risk,
             "exposure": finding.exposure,
             "last_seen": at,
+            "blind": False,
         }
         if old is None:
             item = Item(key=key, status=OPEN, first_seen=at, opened_at=at, **fresh)
@@ -182,6 +191,9 @@ def fold(
             opened += 1
         else:
             item = replace(old, **fresh)
+            if seen is None and replace(old, last_seen=at) == item:
+                now[key] = item  # seen again, unchanged: the sweep's line says when (see `summary`)
+                continue
         now[key] = item
         changed.append(item)
     for key, old in before.items():
@@ -190,6 +202,9 @@ def fold(
         if seen is not None and old.account.lower() not in seen:
             continue
         if (old.kind, old.account.lower()) in blind:
+            if not old.blind:
+                now[key] = replace(old, blind=True)
+                changed.append(now[key])
             continue
         item = replace(old, status=CLOSED, closed_at=at, seconds_to_close=_seconds(old.opened_at, at))
         now[key] = item
@@ -230,6 +245,15 @@ def read_due(resource: str, previous_at: str, at: str, period_seconds: int) -> b
 
 def summary(items: Iterable[Item], runs: Iterable[Run]) -> dict[str, Any]:
     """The review as data: ranked items, counts by severity and owner, closure times, the trend."""
+    trend = sorted(runs, key=lambda r: r.at)
+    complete = [r.at for r in trend if r.complete]
+    if complete:  # a complete sweep saw every open item it was not blind to (see the module's note)
+        items = [
+            replace(i, last_seen=max(i.last_seen, complete[-1]))
+            if i.status == OPEN and not i.blind and i.last_seen
+            else i
+            for i in items
+        ]
     ranked = rank(items)
     open_items = [i for i in ranked if i.status == OPEN]
     closed_items = [i for i in ranked if i.status == CLOSED]
@@ -239,7 +263,6 @@ def summary(items: Iterable[Item], runs: Iterable[Run]) -> dict[str, Any]:
         by_owner[item.owner] = by_owner.get(item.owner, 0) + 1
         by_severity[item.severity] = by_severity.get(item.severity, 0) + 1
     times = sorted(i.seconds_to_close for i in closed_items if i.seconds_to_close is not None)
-    trend = sorted(runs, key=lambda r: r.at)
     return {
         "as_of": trend[-1].at if trend else "",
         "latest": trend[-1].as_dict() if trend else None,
