@@ -124,7 +124,7 @@ def replay_dead_letters(
     report = DeadLetterReport(client.container_name)
     dry_run = rt.settings.dry_run if execute is None else not execute
     try:
-        handled = rt.ledger.dead_letters()
+        handled = rt.ledger.dead_letters(select=["ETag", "Status"])
         blobs = list(client.list_blobs())
     except Exception as exc:
         code = getattr(exc, "error_code", None)

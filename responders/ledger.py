@@ -506,10 +506,14 @@ class Ledger:
         return self._decode(row).get("Document")
 
     # Event Grid dead-letter blobs ---------------------------------------------------------
-    def dead_letters(self) -> dict[str, dict[str, Any]]:
-        """Every dead-letter blob handled so far, by blob name (one query of their partition)."""
+    def dead_letters(self, select: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Every dead-letter blob handled so far, by blob name (one query of their partition); `select`
+        keeps only those columns (the replay needs three, not each blob's reason and incidents)."""
         self._ensure()
-        rows = self.table.query_entities("PartitionKey eq @pk", parameters={"pk": DEAD_LETTERS})
+        columns = sorted({"Blob", *select}) if select else None
+        rows = self.table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": DEAD_LETTERS}, select=columns
+        )
         return {str(r.get("Blob", "")): dict(r) for r in rows}
 
     def record_dead_letter(self, blob: str, etag: str, status: str, now: str, **fields: Any) -> None:
