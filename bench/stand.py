@@ -7,6 +7,7 @@ Everything listens on 127.0.0.1; `guard_loopback` makes any other connection fai
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
 import socket
 import threading
@@ -164,27 +165,40 @@ def azurite() -> Iterator[Any]:
 
 @contextmanager
 def pipeline(
-    sim: Any, table_server: Any, *, workers: int | None = None, evidence: bool = True
+    sim: Any,
+    table_server: Any,
+    *,
+    workers: int | None = None,
+    evidence: bool = True,
+    seeded: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> Iterator[Any]:
     """Point the environment at `sim` and a fresh ledger table, install a Runtime (with an executor of
     `workers` threads when given) as the process runtime, and undo it all afterwards. `evidence`
-    False leaves the Log Analytics workspace unset, which turns the evidence follow-up off."""
+    False leaves the Log Analytics workspace unset, which turns the evidence follow-up off. `seeded` is
+    the tenant `sim` was started with (the samples' by default); `policy`, given, replaces the samples'
+    policy file."""
     from rehearsal.standins import local_env
     from responders.execute import Executor
     from responders.service import Runtime, set_runtime
     from responders.settings import Settings
 
-    snap = tenant()
+    snap = seeded if seeded is not None else tenant()
     extra = {
         "RESPONDER_IDENTITY_OBJECT_ID": snap["responderIdentity"]["principalId"],
         "RESPONDER_LEDGER_TABLE": "bench" + uuid.uuid4().hex[:16],
         "RESPONDER_DRY_RUN": "false",
-        "RESPONDER_POLICY_FILE": str(SAMPLES / "policy.yaml"),
         "RESPONDER_LOG_ANALYTICS_WORKSPACE_ID": snap["logAnalytics"]["workspaceId"] if evidence else "",
     }
+    if policy is None:
+        extra["RESPONDER_POLICY_FILE"] = str(SAMPLES / "policy.yaml")
+    else:
+        extra["RESPONDER_POLICY"] = json.dumps(policy)
     env = local_env(sim.url, str(sim.ca_path), sim.identity_header, table_server.connection_string, extra)
-    saved = {k: os.environ.get(k) for k in env}
+    saved = {k: os.environ.get(k) for k in [*env, "RESPONDER_POLICY_FILE"]}
     os.environ.update(env)
+    if policy is not None:
+        os.environ.pop("RESPONDER_POLICY_FILE", None)
     try:
         rt = Runtime.from_settings(Settings.from_env())
         if workers is not None:

@@ -16,17 +16,14 @@ the other synthetic accounts have public access off and two private containers.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from bench.common import result, rss_kib, say, tenant
-from bench.stand import api_calls, azurite, functions, is_write
+from bench.stand import api_calls, azurite, functions, is_write, pipeline
 
 TARGET = 1.1
 SUBSCRIPTION_PREFIX = "5e1f0a2b-3c4d-4e5f-8a9b-"
@@ -77,57 +74,37 @@ def run(
     from azure.functions.timer import TimerRequest
 
     from rehearsal.simulator import Simulator
-    from rehearsal.standins import local_env
-    from responders.service import Runtime, set_runtime
-    from responders.settings import Settings
 
     say(f"[sweep] {accounts} accounts in {subs} subscriptions, {exposed_share:.0%} exposed")
     seeded = estate(accounts, subs, exposed_share, synthetic_share)
     synthetic = sum(1 for a in seeded["storageAccounts"] if a.get("tags"))
     exposed = sum(1 for a in seeded["storageAccounts"] if a["allowBlobPublicAccess"])
     policy = {"scope": {"allow": [f"/subscriptions/{s}" for s in subscriptions(subs)]}}
-    with azurite() as table_server, Simulator(seeded, cert_dir=cert_dir) as sim:
-        extra = {
-            "RESPONDER_IDENTITY_OBJECT_ID": seeded["responderIdentity"]["principalId"],
-            "RESPONDER_LEDGER_TABLE": "bench" + uuid.uuid4().hex[:16],
-            "RESPONDER_DRY_RUN": "false",
-            "RESPONDER_POLICY": json.dumps(policy),
-            "RESPONDER_LOG_ANALYTICS_WORKSPACE_ID": seeded["logAnalytics"]["workspaceId"] if evidence else "",
-        }
-        env = local_env(sim.url, str(sim.ca_path), sim.identity_header, table_server.connection_string, extra)
-        saved = {k: os.environ.get(k) for k in [*env, "RESPONDER_POLICY_FILE"]}
-        os.environ.update(env)
-        os.environ.pop("RESPONDER_POLICY_FILE", None)
-        try:
-            rt = Runtime.from_settings(Settings.from_env())
-            set_runtime(rt)
-            sweep = functions()["sweep_timer"]
-            rss = [rss_kib()]
-            started = time.perf_counter()
-            sweep(TimerRequest())
-            seconds = time.perf_counter() - started
-            first = rt.ledger.sweeps()[-1]
-            logged = [{"method": r["method"], "path": r["path"]} for r in sim.requests()]
-            sim.clear_requests()
-            rss.append(rss_kib())
-            started = time.perf_counter()
-            sweep(TimerRequest())
-            repeat_seconds = time.perf_counter() - started
-            rss.append(rss_kib())
-            second = rt.ledger.sweeps()[-1]
-            repeat_logged = [{"method": r["method"], "path": r["path"]} for r in sim.requests()]
-            sim.clear_requests()
-            sweep(TimerRequest())  # a third, to see whether repeating sweeps holds on to memory
-            rss.append(rss_kib())
-            third = rt.ledger.sweeps()[-1]
-            incidents = list(rt.ledger.incidents())
-        finally:
-            set_runtime(None)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with (
+        azurite() as table_server,
+        Simulator(seeded, cert_dir=cert_dir) as sim,
+        pipeline(sim, table_server, evidence=evidence, seeded=seeded, policy=policy) as rt,
+    ):
+        sweep = functions()["sweep_timer"]
+        rss = [rss_kib()]
+        started = time.perf_counter()
+        sweep(TimerRequest())
+        seconds = time.perf_counter() - started
+        first = rt.ledger.sweeps()[-1]
+        logged = [{"method": r["method"], "path": r["path"]} for r in sim.requests()]
+        sim.clear_requests()
+        rss.append(rss_kib())
+        started = time.perf_counter()
+        sweep(TimerRequest())
+        repeat_seconds = time.perf_counter() - started
+        rss.append(rss_kib())
+        second = rt.ledger.sweeps()[-1]
+        repeat_logged = [{"method": r["method"], "path": r["path"]} for r in sim.requests()]
+        sim.clear_requests()
+        sweep(TimerRequest())  # a third, to see whether repeating sweeps holds on to memory
+        rss.append(rss_kib())
+        third = rt.ledger.sweeps()[-1]
+        incidents = list(rt.ledger.incidents())
     calls = [r for r in api_calls(logged) if not str(r["path"]).startswith("/v1/")]  # Log Analytics apart
     reads = [r for r in calls if not is_write(r)]
     writes = [r for r in calls if is_write(r)]
