@@ -15,7 +15,7 @@ derives it). Writing every open item on every sweep would rewrite the whole revi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from responders.core.posture import Finding
@@ -48,26 +48,7 @@ class Item:
     blind: bool = False  # open, but the latest sweep could not make its check: last seen is as stored
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "kind": self.kind,
-            "resource": self.resource,
-            "account": self.account,
-            "severity": self.severity,
-            "owner": self.owner,
-            "summary": self.summary,
-            "openness": self.openness,
-            "risk": self.risk,
-            "exposure": self.exposure,
-            "status": self.status,
-            "first_seen": self.first_seen,
-            "opened_at": self.opened_at,
-            "last_seen": self.last_seen,
-            "closed_at": self.closed_at,
-            "seconds_to_close": self.seconds_to_close,
-            "reopened": self.reopened,
-            "blind": self.blind,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Item:
@@ -107,15 +88,7 @@ class Run:
     open_exposures: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "sweep": self.sweep,
-            "complete": self.complete,
-            "open": self.open,
-            "opened": self.opened,
-            "closed": self.closed,
-            "open_exposures": self.open_exposures,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
